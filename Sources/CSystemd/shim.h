@@ -1,0 +1,5 @@
+#ifndef DORY_CSYSTEMD_SHIM_H
+#define DORY_CSYSTEMD_SHIM_H
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
+#endif

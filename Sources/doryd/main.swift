@@ -1,0 +1,2 @@
+import DoryKit
+print(DoryKitVersion.version)
