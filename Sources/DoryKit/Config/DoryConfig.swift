@@ -1,4 +1,5 @@
 import DoryState
+import Logging
 
 /// Every setting of spec/dory-runtime.md §10, after precedence (flags > `DORY_*` env > YAML > defaults)
 /// and validation. Durations are seconds as `Double` (millisecond resolution).
@@ -34,13 +35,52 @@ public struct DoryConfig: Sendable, Equatable {
     public var backoffMaxSec: Double = 300
     public var journalMaxBytes: Int = 65_536
     public var checkTimeoutMs: Int = 500
-    /// The raw `events:` section of the YAML file (only `doryd events` / `doryd invoke` accept it).
+    /// The raw `events:` section of the YAML file (only `doryd events` / `doryd invoke` accept it). Plain scalars
+    /// follow the YAML 1.2 core schema (`true`/`false`, `null`/`~`/empty, decimal integers and floats); quoted ones
+    /// stay strings.
     public var eventsSection: JSONValue? = nil
+    /// `RESTART_COUNT` (environment only, validated as a non-negative decimal integer): counts as crashes (§7).
+    public var restartCountOverride: Int? = nil
+
+    // Flat settings the event workload adds (event-pipeline.md §9.1); read only when the loader allows events.
+    public var eventQueueMax: Int = 10_000
+    public var eventMaxBytes: Int = 1_048_576
+    /// 0 = no limit.
+    public var eventTimeoutSec: Double = 300
+    public var eventMaxAttempts: Int = 3
+    public var channelMaxBytes: Int = 4_194_304
 
     public init() {}
+
+    /// Warnings about accepted values (§10: a token shorter than 16 characters), one line each, to log at WARN.
+    public var warnings: [String] {
+        var lines: [String] = []
+        if let token = stateToken, token.utf8.count < 16 {
+            lines.append("state_token is shorter than 16 characters")
+        }
+        if let token = controlToken, token.utf8.count < 16 {
+            lines.append("control_token is shorter than 16 characters")
+        }
+        return lines
+    }
 }
 
 /// `log_level`: trace, debug, info, notice, warning (or warn), error, critical, in any case.
 public enum LogLevelSetting: String, Sendable, Equatable, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
+}
+
+extension LogLevelSetting {
+    /// The swift-log level of the same name.
+    public var loggerLevel: Logger.Level {
+        switch self {
+        case .trace: .trace
+        case .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error: .error
+        case .critical: .critical
+        }
+    }
 }
