@@ -1,1 +1,2 @@
-import DoryKit
+// A test-only doryd processor that misbehaves on demand (see FixtureProcessor.swift).
+FixtureMain.start()

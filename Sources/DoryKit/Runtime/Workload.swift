@@ -1,0 +1,116 @@
+import DoryState
+
+/// What the Supervisor drives (DESIGN.md §1): start, stop with a deadline, capture and restore state.
+/// Three implementations (a Swift processor, a supervised command, the event pipeline); adding one never touches
+/// the Supervisor. Every hook is bounded by the Supervisor, which stops waiting at its deadline.
+public protocol Workload: Sendable {
+    /// Builds the workload with its context (spec §2.1 step e). A declaration error is thrown here (exit 2).
+    func prepare(context: ExecutionContext) async throws
+    func resetCaches() async
+    func startup() async throws
+    func restoreState(_ state: JSONObject) async throws
+    func onStateRestoreFailed(_ error: any Error) async -> Bool
+    func onRapidRestartDetected(crashCount: Int) async -> Bool
+    func onHealthCheckFailed(_ error: any Error) async -> Bool
+    func run() async throws
+    func shutdown() async throws
+    func captureState() async throws -> JSONObject
+    /// Type-checks a transferred state without applying it: key → reason (`POST /state` 400 `invalid_state`).
+    func validateTransfer(_ state: JSONObject) async -> [String: String]
+    /// The state keys the workload declares (for `ignored_keys` of an applied transfer).
+    func declaredKeys() async -> [String]
+}
+
+/// Hosts a `Processor` type in process.
+final class ProcessorWorkload<P: Processor>: Workload, @unchecked Sendable {
+    // Set once in `prepare` (before any other hook runs), then only read: guarded by that ordering.
+    private var processor: P?
+    private var entries: [StatefulReflection.Entry] = []
+
+    init(_ type: P.Type) {}
+
+    private var instance: P {
+        guard let processor else { preconditionFailure("processor used before prepare") }
+        return processor
+    }
+
+    func prepare(context: ExecutionContext) async throws {
+        let built = await OnProcessorActor.make { @ProcessorActor in P(context: context) }
+        entries = try await OnProcessorActor.run { @ProcessorActor in try StatefulReflection.entries(of: built) }
+        processor = built
+    }
+
+    func resetCaches() async { await instance.resetCaches() }
+    func startup() async throws { try await instance.startup() }
+    func restoreState(_ state: JSONObject) async throws { try await instance.restoreState(state) }
+    func onStateRestoreFailed(_ error: any Error) async -> Bool { await instance.onStateRestoreFailed(error) }
+    func onRapidRestartDetected(crashCount: Int) async -> Bool { await instance.onRapidRestartDetected(crashCount: crashCount) }
+    func onHealthCheckFailed(_ error: any Error) async -> Bool { await instance.onHealthCheckFailed(error) }
+    func run() async throws { try await instance.run() }
+    func shutdown() async throws { try await instance.shutdown() }
+    func captureState() async throws -> JSONObject { try await instance.getState() }
+    func validateTransfer(_ state: JSONObject) async -> [String: String] {
+        StatefulReflection.validate(entries, state)
+    }
+    func declaredKeys() async -> [String] { entries.map(\.key) }
+}
+
+/// Hosts the function-style API: explicit state values and a closure (spec §3.7).
+final class ClosureWorkload: Workload, @unchecked Sendable {
+    private let states: [any AnyStateValue]
+    private let body: @Sendable (ExecutionContext) async throws -> Void
+    // Set once in `prepare`, then only read.
+    private var context: ExecutionContext?
+    private var entries: [StatefulReflection.Entry] = []
+
+    init(states: [any AnyStateValue], body: @escaping @Sendable (ExecutionContext) async throws -> Void) {
+        self.states = states
+        self.body = body
+    }
+
+    func prepare(context: ExecutionContext) async throws {
+        var seen = Set<String>()
+        var list: [StatefulReflection.Entry] = []
+        for state in states {
+            guard seen.insert(state.name).inserted else {
+                throw StateDeclarationError(key: state.name, first: "StateValue(\"\(state.name)\")", second: "StateValue(\"\(state.name)\")")
+            }
+            guard let slot = state.stateSlot else { continue }
+            list.append(StatefulReflection.Entry(key: state.name, name: state.name, slot: slot))
+        }
+        entries = list
+        self.context = context
+    }
+
+    func resetCaches() async {}
+    func startup() async throws {}
+    func restoreState(_ state: JSONObject) async throws {
+        let entries = self.entries
+        let unknown = try await OnProcessorActor.run { @ProcessorActor in try StatefulReflection.restore(entries, from: state) }
+        if !unknown.isEmpty { StatefulReflection.logUnknownKeys(unknown) }
+    }
+    func onStateRestoreFailed(_ error: any Error) async -> Bool { true }
+    func onRapidRestartDetected(crashCount: Int) async -> Bool { true }
+    func onHealthCheckFailed(_ error: any Error) async -> Bool { false }
+    func run() async throws {
+        guard let context else { preconditionFailure("closure workload used before prepare") }
+        try await body(context)
+    }
+    func shutdown() async throws {}
+    func captureState() async throws -> JSONObject {
+        let entries = self.entries
+        return try await OnProcessorActor.run { @ProcessorActor in try StatefulReflection.capture(entries) }
+    }
+    func validateTransfer(_ state: JSONObject) async -> [String: String] { StatefulReflection.validate(entries, state) }
+    func declaredKeys() async -> [String] { entries.map(\.key) }
+}
+
+/// Runs a closure isolated to the processor actor (so captures interleave with `run()` only at suspension points).
+enum OnProcessorActor {
+    static func run<T: Sendable>(_ body: @escaping @ProcessorActor @Sendable () throws -> T) async throws -> T {
+        try await body()
+    }
+    static func make<T: Sendable>(_ body: @escaping @ProcessorActor @Sendable () -> T) async -> T {
+        await body()
+    }
+}

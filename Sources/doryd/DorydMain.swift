@@ -1,0 +1,106 @@
+import ArgumentParser
+import Dispatch
+import DoryKit
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Process entry: signals first (spec §5.1), then the command, then exit with its code.
+enum DorydMain {
+    static func start() -> Never {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let runMode = arguments.first == "run"
+        SignalRouter.install(signals: runMode ? SignalRouter.standardSignals + SignalRouter.runModeSignals : SignalRouter.standardSignals)
+        Task {
+            let code = await execute(arguments)
+            exit(code)
+        }
+        dispatchMain()
+    }
+
+    static func execute(_ arguments: [String]) async -> Int32 {
+        let command: any ParsableCommand
+        do {
+            command = try Doryd.parseAsRoot(arguments)
+        } catch {
+            let code = Doryd.exitCode(for: error)
+            if code == .success {
+                print(Doryd.fullMessage(for: error))
+                return 0
+            }
+            FileDescriptorOutput.standardError(Doryd.message(for: error))
+            return ExitCode.invalidConfiguration
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var syncCommand = command
+                try syncCommand.run()
+            }
+            return 0
+        } catch let exit as CommandExit {
+            return exit.code
+        } catch {
+            let code = Doryd.exitCode(for: error)
+            if code == .success { print(Doryd.fullMessage(for: error)); return 0 }
+            FileDescriptorOutput.standardError(Doryd.message(for: error))
+            return ExitCode.invalidConfiguration
+        }
+    }
+}
+
+/// Ends a command with an exit code (thrown so that `run()` stays a plain throwing function).
+struct CommandExit: Error {
+    let code: Int32
+}
+
+enum FileDescriptorOutput {
+    static func standardError(_ line: String) {
+        let text = line.hasSuffix("\n") ? line : line + "\n"
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
+            if n <= 0 { break }
+            offset += n
+        }
+    }
+}
+
+struct Doryd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doryd",
+        abstract: "A pod supervisor: probes, graceful shutdown with a durable save, snapshots, restart recovery.",
+        version: DoryKitVersion.version,
+        subcommands: [Demo.self]
+    )
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the built-in counter processor ({\"counter\": N}, +1 every 100 ms).",
+        discussion: "Setting flags: " + SettingFlags.names().joined(separator: " ")
+    )
+
+    @Option(name: .customLong("state-bytes"), help: "Pad the state to about this many bytes (benches, crash tests).")
+    var stateBytes: Int = 0
+
+    @Argument(parsing: .allUnrecognized, help: "Setting flags, e.g. --port 9000 --state-dir ./.dory")
+    var settings: [String] = []
+
+    func run() async throws {
+        let flags: [String: String]
+        do {
+            flags = try SettingFlags.parse(settings)
+        } catch {
+            throw CommandExit(code: DoryRuntime.reportConfigError(error))
+        }
+        guard stateBytes >= 0 else {
+            throw CommandExit(code: DoryRuntime.reportConfigError(ConfigError(setting: "state_bytes", source: .flag("--state-bytes"), description: "state_bytes from --state-bytes=\"\(stateBytes)\": expected a non-negative integer")))
+        }
+        let code = await DoryRuntime.run(DemoWorkload.make(paddingBytes: stateBytes), DoryRuntime.Launch(flags: flags))
+        throw CommandExit(code: code)
+    }
+}
