@@ -1,2 +1,0 @@
-import Testing
-@Test func placeholderDoryHTTPTests() { #expect(Bool(true)) }
