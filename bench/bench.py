@@ -201,7 +201,8 @@ def doryd_server(binary: Path) -> Server:
         missing = f"not built ({binary.relative_to(REPO) if binary.is_relative_to(REPO) else binary} missing)"
     else:
         try:
-            version = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=5).stdout.strip()
+            r = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=5)
+            version = r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else "?"
         except (OSError, subprocess.TimeoutExpired):
             version = "?"
 
@@ -323,6 +324,10 @@ class Instance:
     ready_sec: float
 
 
+def log_hint(workdir: Path) -> str:
+    return f"log: {workdir / 'server.log'}" + ("" if PROCS.keep else " (deleted at exit; --keep keeps it)")
+
+
 def start_ready(server: Server, state_bytes: int = 0, limit: float = 20.0) -> Instance:
     """Spawn in a fresh directory on a fresh port; time spawn → first 200 on the ready path."""
     workdir = PROCS.tempdir(server.key)
@@ -335,9 +340,9 @@ def start_ready(server: Server, state_bytes: int = 0, limit: float = 20.0) -> In
         if status == 200:
             return Instance(server, p, workdir, port, now - t0)
         if p.poll() is not None:
-            raise BenchError(f"{server.key} exited with {p.returncode} before ready; log: {workdir / 'server.log'}")
+            raise BenchError(f"{server.key} exited with {p.returncode} before ready; {log_hint(workdir)}")
         if now - t0 > limit:
-            raise BenchError(f"{server.key} not ready within {limit:.0f} s; log: {workdir / 'server.log'}")
+            raise BenchError(f"{server.key} not ready within {limit:.0f} s; {log_hint(workdir)}")
         time.sleep(0.0005)
 
 
@@ -453,7 +458,7 @@ def ratio(a, b) -> str:
 
 def meets(key: str, d: dict, py: dict, ng: dict) -> str:
     v = d.get(key)
-    if v is None:
+    if v is None or (key == "rps" and ng.get("rps") is None and py.get("rps") is None):
         return "–"
     ok = {
         "ready_ms": lambda: v <= 20,
@@ -468,7 +473,11 @@ def meets(key: str, d: dict, py: dict, ng: dict) -> str:
 def section_probe(opts) -> tuple[str, dict]:
     servers = [doryd_server(opts.doryd), python_sdk_server(opts.python), nginx_server(opts.nginx)]
     results: dict[str, dict] = {}
+    wanted = {k.strip() for k in opts.servers.split(",")}
     for s in servers:
+        if s.key not in wanted:
+            results[s.key] = {"missing": "not run (--servers)"}
+            continue
         if s.missing:
             log(f"{s.key}: skipped, {s.missing}")
             results[s.key] = {"missing": s.missing}
@@ -570,6 +579,7 @@ def main() -> int:
     ap.add_argument("--nginx", default=shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin"))
     ap.add_argument("--wrk", default=shutil.which("wrk"))
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
+    ap.add_argument("--servers", default="doryd,python,nginx", help="columns to measure (default all)")
     ap.add_argument("--startup-runs", type=int, default=5)
     ap.add_argument("--sigterm-runs", type=int, default=3)
     ap.add_argument("--state-bytes", type=int, default=1048576)
