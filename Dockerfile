@@ -24,12 +24,16 @@ RUN apt-get update \
 
 WORKDIR /src
 
-# Dependencies first, so a source change does not fetch them again.
-# (Package.resolved is copied when the repository has one.)
-COPY Package.swift Package.resolve[d] ./
+# Dependencies first, so a source change does not fetch them again. Package.resolved is
+# not committed (see .gitignore) and is kept out of the context (.dockerignore), so the
+# versions resolve from Package.swift here.
+COPY Package.swift ./
 RUN swift package resolve
 
+# Tests/ too: SwiftPM checks that every declared target has its directory, even for
+# `--product doryd`. Only the doryd product is built.
 COPY Sources ./Sources
+COPY Tests ./Tests
 RUN swift build -c release --static-swift-stdlib --product doryd \
  && install -D -m 0755 "$(swift build -c release --static-swift-stdlib --show-bin-path)/doryd" /out/doryd \
  && strip /out/doryd
