@@ -41,12 +41,12 @@ RUN swift build -c release --static-swift-stdlib --product doryd \
 # --------------------------------------------------------------------------- runtime
 FROM ${RUNTIME_IMAGE}
 
+# The state directory is the only path doryd writes (spec §6.2): owned by the
+# non-root user, 0700, and declared a volume below so it outlives the container.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libsystemd0 zlib1g libyaml-0-2 libstdc++6 \
  && rm -rf /var/lib/apt/lists/* \
- # The state directory is the only path doryd writes (spec §6.2): owned by the
- # non-root user, 0700, and declared a volume so it outlives the container.
  && install -d -o 65532 -g 65532 -m 0700 /var/lib/dory
 
 COPY --from=build /out/doryd /usr/local/bin/doryd
