@@ -227,6 +227,8 @@ def doryd_server(binary: Path) -> Server:
             envelope = json.loads(gzip.decompress(files[-1].read_bytes()))
         except (OSError, ValueError):
             return False
+        # The counter changes every 100 ms, so the final save writes a new generation
+        # (the reuse rule of spec §6.6 applies only to an unchanged state).
         return envelope.get("reason") == "shutdown"
 
     return Server("doryd", "doryd demo", "/ready", "/healthz", missing, start, saved, version=version)
@@ -563,10 +565,15 @@ def machine_block(opts) -> str:
         mem = f"{kb / 1048576:.1f} GiB"
     except (OSError, AttributeError):
         pass
+    try:
+        load = Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        load = "?"
     wrk_v = subprocess.run([opts.wrk, "-v"], capture_output=True, text=True).stdout.splitlines()
     return (
         f"Machine: {cpu}, {os.cpu_count()} CPUs, {mem} RAM, Linux {platform.release()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load} at start "
+        "(other work on the machine skews every column). "
         f"Tools: {wrk_v[0].split(' Copyright')[0] if wrk_v else 'wrk ?'}, Python {platform.python_version()}."
     )
 
