@@ -1,0 +1,627 @@
+#!/usr/bin/env python3
+"""Side-by-side bench: doryd vs the reference Python SDK vs nginx, in one run.
+
+Called by bench/run.sh, which prepares the tools; it can also be run directly:
+
+    python3 bench/bench.py [--sections probe] [--json results.json]
+
+Prints Markdown (the tables of bench/README.md) on standard output and progress on
+standard error. Everything runs on 127.0.0.1, each server in its own temporary
+directory on a free port; every process started is killed by pid at the end.
+
+Sections are functions registered in SECTIONS; each returns a Markdown block and a
+dict for --json. Planned sections (not written yet): "snapshot" (doryd snapshot
+throughput on a large state against `gzip -1` and `gzip -6` of the same bytes) and
+"events" (events/s of `doryd events` against the reference processor library).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gzip
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+
+# --------------------------------------------------------------------------- processes
+
+
+class Processes:
+    """Every process and directory the bench creates, so the trap can clean up by pid."""
+
+    def __init__(self) -> None:
+        self.popens: list[subprocess.Popen] = []
+        self.dirs: list[Path] = []
+        self.keep = False
+
+    def track(self, p: subprocess.Popen) -> subprocess.Popen:
+        self.popens.append(p)
+        return p
+
+    def tempdir(self, prefix: str) -> Path:
+        d = Path(tempfile.mkdtemp(prefix=f"dory-bench-{prefix}-"))
+        self.dirs.append(d)
+        return d
+
+    def cleanup(self) -> None:
+        for p in self.popens:
+            if p.returncode is None:
+                for pid in [p.pid] + child_pids(p.pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    os.waitpid(p.pid, 0)
+                except ChildProcessError:
+                    pass
+                p.returncode = -9
+        self.popens.clear()
+        if not self.keep:
+            for d in self.dirs:
+                shutil.rmtree(d, ignore_errors=True)
+            self.dirs.clear()
+
+
+PROCS = Processes()
+
+
+def _on_signal(signum, _frame):
+    PROCS.cleanup()
+    sys.exit(128 + signum)
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of pid, found by scanning /proc (works without CONFIG_PROC_CHILDREN)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # the command name is in parentheses and may contain spaces: split after the last ')'
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(port: int, path: str, timeout: float = 1.0) -> Optional[int]:
+    """Status code of one GET on loopback, or None when nothing answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            head = b""
+            while b"\r\n" not in head and len(head) < 256:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                head += chunk
+    except OSError:
+        return None
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", head)
+    return int(m.group(1)) if m else None
+
+
+def wait_exit(p: subprocess.Popen, limit: float) -> int:
+    """waitpid without polling (so the measured time is exact); SIGKILL after `limit` seconds."""
+    timer = threading.Timer(limit, lambda: _kill_quietly(p.pid))
+    timer.start()
+    try:
+        _, status = os.waitpid(p.pid, 0)
+    finally:
+        timer.cancel()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    """One column of the tables: how to start a server and which paths it answers."""
+
+    key: str
+    title: str
+    ready_path: str
+    health_path: str
+    missing: Optional[str]  # why it cannot run here, or None
+    start: Callable[[Path, int, int], subprocess.Popen]  # (workdir, port, state_bytes)
+    saved: Callable[[Path, float], Optional[bool]]  # (workdir, kill wall time) → final state on disk?
+    rss_includes_children: bool = False
+    version: str = ""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without DORY_* and systemd variables, plus `extra`."""
+    drop = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "RESTART_COUNT")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DORY_") and k not in drop}
+    env.update(extra)
+    return env
+
+
+def spawn(argv: list[str], workdir: Path, env: dict[str, str]) -> subprocess.Popen:
+    logf = open(workdir / "server.log", "ab")
+    try:
+        return PROCS.track(
+            subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        )
+    finally:
+        logf.close()
+
+
+def doryd_server(binary: Path) -> Server:
+    missing = None
+    version = ""
+    if not binary.is_file() or not os.access(binary, os.X_OK):
+        missing = f"not built ({binary.relative_to(REPO) if binary.is_relative_to(REPO) else binary} missing)"
+    else:
+        try:
+            r = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=5)
+            version = r.stdout.strip().splitlines()[0] if r.returncode == 0 and r.stdout.strip() else "?"
+        except (OSError, subprocess.TimeoutExpired):
+            version = "?"
+
+    def start(workdir: Path, port: int, state_bytes: int) -> subprocess.Popen:
+        argv = [str(binary), "demo"]
+        if state_bytes:
+            argv += ["--state-bytes", str(state_bytes)]
+        env = clean_env(
+            DORY_HEALTH_HOST="127.0.0.1",
+            DORY_HEALTH_PORT=str(port),
+            DORY_STATE_DIR=str(workdir / "state"),
+            DORY_PROCESSOR_ID="bench",
+            DORY_LOG_LEVEL="info",
+        )
+        return spawn(argv, workdir, env)
+
+    def saved(workdir: Path, killed_at: float) -> Optional[bool]:
+        files = sorted((workdir / "state").glob("*/snapshots/*.json.gz"))
+        if not files:
+            return False
+        try:
+            envelope = json.loads(gzip.decompress(files[-1].read_bytes()))
+        except (OSError, ValueError):
+            return False
+        # The counter changes every 100 ms, so the final save writes a new generation
+        # (the reuse rule of spec §6.6 applies only to an unchanged state).
+        return envelope.get("reason") == "shutdown"
+
+    return Server("doryd", "doryd demo", "/ready", "/healthz", missing, start, saved, version=version)
+
+
+def python_sdk_server(python: Path) -> Server:
+    missing = None
+    version = ""
+    if not python.is_file():
+        missing = f"no venv ({python} missing; run bench/run.sh)"
+    else:
+        r = subprocess.run([str(python), "-c", "import dory; print(dory.__version__)"], capture_output=True, text=True)
+        if r.returncode != 0:
+            missing = "dory-sdk not installed"
+        else:
+            version = "dory-sdk " + r.stdout.strip()
+
+    def start(workdir: Path, port: int, state_bytes: int) -> subprocess.Popen:
+        (workdir / "state").mkdir(exist_ok=True)
+        env = clean_env(
+            DORY_HEALTH_PORT=str(port),
+            DORY_STATE_BACKEND="local",
+            DORY_LOG_LEVEL="INFO",
+            DORY_PROCESSOR_ID="bench",
+            RESTART_COUNT="0",
+            BENCH_STATE_DIR=str(workdir / "state"),
+            BENCH_STATE_BYTES=str(state_bytes),
+        )
+        return spawn([str(python), str(BENCH / "python_counter.py")], workdir, env)
+
+    def saved(workdir: Path, killed_at: float) -> Optional[bool]:
+        f = workdir / "state" / "dory-state-bench.json"
+        if not f.is_file():
+            return False
+        try:
+            envelope = json.loads(f.read_text())
+            return float(envelope["metadata"]["timestamp"]) >= killed_at - 0.001
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    return Server("python", "python SDK", "/ready", "/health", missing, start, saved, version=version)
+
+
+NGINX_CONF = """\
+daemon off;
+master_process on;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+def nginx_server(nginx: Optional[str]) -> Server:
+    missing = None if nginx else "nginx not installed"
+    version = ""
+    if nginx:
+        version = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", "")
+
+    def start(workdir: Path, port: int, state_bytes: int) -> subprocess.Popen:
+        conf = workdir / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(d=workdir, port=port))
+        return spawn([nginx, "-p", str(workdir), "-e", str(workdir / "error.log"), "-c", str(conf)], workdir, clean_env())
+
+    return Server("nginx", "nginx (1 worker)", "/healthz", "/healthz", missing, start, lambda w, t: None,
+                  rss_includes_children=True, version=version)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclass
+class Instance:
+    server: Server
+    popen: subprocess.Popen
+    workdir: Path
+    port: int
+    ready_sec: float
+
+
+def log_hint(workdir: Path) -> str:
+    return f"log: {workdir / 'server.log'}" + ("" if PROCS.keep else " (deleted at exit; --keep keeps it)")
+
+
+def start_ready(server: Server, state_bytes: int = 0, limit: float = 20.0) -> Instance:
+    """Spawn in a fresh directory on a fresh port; time spawn → first 200 on the ready path."""
+    workdir = PROCS.tempdir(server.key)
+    port = free_port()
+    t0 = time.perf_counter()
+    p = server.start(workdir, port, state_bytes)
+    while True:
+        status = http_status(port, server.ready_path)
+        now = time.perf_counter()
+        if status == 200:
+            return Instance(server, p, workdir, port, now - t0)
+        if p.poll() is not None:
+            raise BenchError(f"{server.key} exited with {p.returncode} before ready; {log_hint(workdir)}")
+        if now - t0 > limit:
+            raise BenchError(f"{server.key} not ready within {limit:.0f} s; {log_hint(workdir)}")
+        time.sleep(0.0005)
+
+
+def stop(inst: Instance, limit: float = 30.0) -> tuple[float, int, float]:
+    """SIGTERM → waitpid; returns (seconds, exit code, wall time of the kill)."""
+    killed_at = time.time()
+    t0 = time.perf_counter()
+    os.kill(inst.popen.pid, signal.SIGTERM)
+    code = wait_exit(inst.popen, limit)
+    return time.perf_counter() - t0, code, killed_at
+
+
+def run_wrk(wrk: str, url: str, threads: int, conns: int, seconds: float) -> dict:
+    r = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--latency", url],
+        capture_output=True, text=True, timeout=seconds + 30,
+    )
+    if r.returncode != 0:
+        raise BenchError(f"wrk failed: {r.stderr.strip() or r.stdout.strip()}")
+    out = r.stdout
+    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", out).group(1))
+    m = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    p99_ms = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)] if m else float("nan")
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", out)
+    errors = re.search(r"Socket errors:(.*)", out)
+    return {
+        "rps": rps,
+        "p99_ms": p99_ms,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+    }
+
+
+# --------------------------------------------------------------------------- probe section
+
+
+TARGETS = {
+    "ready_ms": "≤ 20 ms",
+    "rss_mib": "≤ 12 MiB",
+    "rps": "≥ 0.6× nginx, ≥ 8× python",
+    "p99_ms": "≤ 2 ms",
+    "sigterm_ms": "≤ 100 ms",
+}
+
+
+def measure_server(server: Server, opts) -> dict:
+    """All probe-section numbers of one server; an error is recorded, not raised."""
+    res: dict = {"version": server.version}
+    try:
+        # startup-to-ready, fresh state dir each time (a first start)
+        times = []
+        for _ in range(opts.startup_runs):
+            inst = start_ready(server)
+            times.append(inst.ready_sec)
+            stop(inst)
+        res["ready_ms"] = statistics.median(times) * 1000
+        res["ready_ms_all"] = [round(t * 1000, 2) for t in times]
+        log(f"{server.key}: ready median {res['ready_ms']:.2f} ms")
+
+        # idle RSS, then wrk on the health path
+        inst = start_ready(server)
+        time.sleep(opts.idle_sec)
+        pids = [inst.popen.pid] + (child_pids(inst.popen.pid) if server.rss_includes_children else [])
+        res["rss_mib"] = sum(rss_kib(pid) for pid in pids) / 1024
+        url = f"http://127.0.0.1:{inst.port}{server.health_path}"
+        run_wrk(opts.wrk, url, 1, opts.connections, 1)  # warm-up
+        w = run_wrk(opts.wrk, url, 1, opts.connections, opts.duration)
+        res.update(w)
+        stop(inst)
+        log(f"{server.key}: rss {res['rss_mib']:.1f} MiB, {w['rps']:.0f} req/s, p99 {w['p99_ms']:.2f} ms")
+
+        # SIGTERM → exit with a state of about state_bytes
+        stops, codes, saved = [], [], []
+        for _ in range(opts.sigterm_runs):
+            inst = start_ready(server, state_bytes=opts.state_bytes)
+            time.sleep(opts.settle_sec)
+            sec, code, killed_at = stop(inst)
+            stops.append(sec)
+            codes.append(code)
+            saved.append(server.saved(inst.workdir, killed_at))
+        res["sigterm_ms"] = statistics.median(stops) * 1000
+        res["sigterm_ms_all"] = [round(s * 1000, 2) for s in stops]
+        res["exit_codes"] = codes
+        res["saved"] = saved
+        log(f"{server.key}: SIGTERM→exit median {res['sigterm_ms']:.1f} ms, exit {codes}, saved {saved}")
+    except BenchError as e:
+        res["error"] = str(e)
+        log(f"{server.key}: ERROR {e}")
+    finally:
+        PROCS.cleanup()
+    return res
+
+
+def fmt(key: str, v) -> str:
+    if v is None:
+        return "–"
+    if key == "rps":
+        return f"{v:,.0f}"
+    if key == "rss_mib":
+        return f"{v:.1f} MiB"
+    if key in ("ready_ms", "p99_ms"):
+        return f"{v:.2f} ms"
+    if key == "sigterm_ms":
+        return f"{v:.1f} ms"
+    return str(v)
+
+
+def ratio(a, b) -> str:
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def meets(key: str, d: dict, py: dict, ng: dict) -> str:
+    v = d.get(key)
+    if v is None or (key == "rps" and ng.get("rps") is None and py.get("rps") is None):
+        return "–"
+    ok = {
+        "ready_ms": lambda: v <= 20,
+        "rss_mib": lambda: v <= 12,
+        "p99_ms": lambda: v <= 2,
+        "sigterm_ms": lambda: v <= 100 and all(d.get("saved") or [False]),
+        "rps": lambda: (ng.get("rps") is None or v >= 0.6 * ng["rps"]) and (py.get("rps") is None or v >= 8 * py["rps"]),
+    }[key]()
+    return "yes" if ok else "**no**"
+
+
+def section_probe(opts) -> tuple[str, dict]:
+    servers = [doryd_server(opts.doryd), python_sdk_server(opts.python), nginx_server(opts.nginx)]
+    results: dict[str, dict] = {}
+    wanted = {k.strip() for k in opts.servers.split(",")}
+    for s in servers:
+        if s.key not in wanted:
+            results[s.key] = {"missing": "not run (--servers)"}
+            continue
+        if s.missing:
+            log(f"{s.key}: skipped, {s.missing}")
+            results[s.key] = {"missing": s.missing}
+            continue
+        results[s.key] = measure_server(s, opts)
+    d, py, ng = results["doryd"], results["python"], results["nginx"]
+
+    def cell(r: dict, key: str) -> str:
+        if "missing" in r:
+            return r["missing"] if key == "ready_ms" else "–"
+        if "error" in r and key not in r:
+            return "error"
+        return fmt(key, r.get(key))
+
+    rows = [
+        ("startup → ready (median of %d)" % opts.startup_runs, "ready_ms"),
+        ("idle RSS after ready", "rss_mib"),
+        (f"health req/s (wrk -t1 -c{opts.connections} -d{opts.duration:g}s)", "rps"),
+        ("health p99 latency", "p99_ms"),
+        (f"SIGTERM → exit, ~{opts.state_bytes // 1024} KiB state (median of {opts.sigterm_runs})", "sigterm_ms"),
+    ]
+    lines = [
+        "## Probes, memory and shutdown",
+        "",
+        "| metric | doryd | python SDK | nginx | doryd ÷ python | doryd ÷ nginx | target (doryd) | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, key in rows:
+        lines.append(
+            f"| {label} | {cell(d, key)} | {cell(py, key)} | {cell(ng, key)} | "
+            f"{ratio(d.get(key), py.get(key))} | {ratio(d.get(key), ng.get(key))} | {TARGETS[key]} | {meets(key, d, py, ng)} |"
+        )
+
+    def saved_note(r: dict) -> str:
+        s = r.get("saved")
+        if not s:
+            return "–"
+        return f"{sum(1 for x in s if x)}/{len(s)} runs, exit codes {r.get('exit_codes')}"
+
+    versions = ", ".join(f"{s.title}: {s.version or s.missing or '?'}" for s in servers)
+    lines += [
+        "",
+        f"- Versions: {versions}.",
+        f"- Final state on disk after SIGTERM: doryd {saved_note(d)}; python SDK {saved_note(py)}.",
+        "- Paths: doryd `/ready` (startup) and `/healthz` (wrk); python SDK `/ready` and `/health` "
+        "(it has no `/healthz`); nginx `return 200` on `/healthz` for both.",
+        "- RSS: VmRSS of the process after %.1f s idle; nginx counts master + worker." % opts.idle_sec,
+        "- SIGTERM state: doryd pads the demo state with `--state-bytes %d` and must end with a durable gzip "
+        "snapshot (reason `shutdown`); the python counter carries a padding string of the same size and its SDK "
+        "writes indented JSON with no fsync, when it writes at all. nginx has no state." % opts.state_bytes,
+    ]
+    for key, r in results.items():
+        for k in ("error", "socket_errors"):
+            if r.get(k):
+                lines.append(f"- {key}: {k.replace('_', ' ')}: {r[k]}")
+        if r.get("non_2xx"):
+            lines.append(f"- {key}: {r['non_2xx']} non-2xx answers during wrk")
+    return "\n".join(lines), results
+
+
+SECTIONS: dict[str, Callable] = {
+    "probe": section_probe,
+    # "snapshot": section_snapshot,  — to come: doryd snapshot MB/s vs gzip -1 / -6 on the same bytes
+    # "events": section_events,      — to come: events/s vs the reference processor library
+}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def machine_block(opts) -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f"{kb / 1048576:.1f} GiB"
+    except (OSError, AttributeError):
+        pass
+    try:
+        load = Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        load = "?"
+    wrk_v = subprocess.run([opts.wrk, "-v"], capture_output=True, text=True).stdout.splitlines()
+    return (
+        f"Machine: {cpu}, {os.cpu_count()} CPUs, {mem} RAM, Linux {platform.release()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {load} at start "
+        "(other work on the machine skews every column). "
+        f"Tools: {wrk_v[0].split(' Copyright')[0] if wrk_v else 'wrk ?'}, Python {platform.python_version()}."
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--doryd", type=Path, default=Path(os.environ.get("DORYD_BIN", REPO / ".build/release/doryd")))
+    ap.add_argument("--python", type=Path, default=BENCH / ".venv/bin/python",
+                    help="interpreter with dory-sdk installed")
+    ap.add_argument("--nginx", default=shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin"))
+    ap.add_argument("--wrk", default=shutil.which("wrk"))
+    ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated: " + ", ".join(SECTIONS))
+    ap.add_argument("--servers", default="doryd,python,nginx", help="columns to measure (default all)")
+    ap.add_argument("--startup-runs", type=int, default=5)
+    ap.add_argument("--sigterm-runs", type=int, default=3)
+    ap.add_argument("--state-bytes", type=int, default=1048576)
+    ap.add_argument("--duration", type=float, default=5.0, help="wrk seconds")
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--idle-sec", type=float, default=1.0, help="idle time before reading RSS")
+    ap.add_argument("--settle-sec", type=float, default=0.5, help="run time before the SIGTERM")
+    ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
+    opts = ap.parse_args()
+
+    if not opts.wrk:
+        print("bench: wrk not found (bench/run.sh installs it)", file=sys.stderr)
+        return 2
+    PROCS.keep = opts.keep
+    atexit.register(PROCS.cleanup)
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _on_signal)
+
+    started = time.perf_counter()
+    out = ["# doryd bench", "", machine_block(opts), ""]
+    all_results = {}
+    for name in [s.strip() for s in opts.sections.split(",") if s.strip()]:
+        if name not in SECTIONS:
+            print(f"bench: unknown section {name!r}; known: {', '.join(SECTIONS)}", file=sys.stderr)
+            return 2
+        block, res = SECTIONS[name](opts)
+        out += [block, ""]
+        all_results[name] = res
+    out.append(f"_Bench took {time.perf_counter() - started:.0f} s._")
+    print("\n".join(out))
+    if opts.json:
+        opts.json.write_text(json.dumps(all_results, indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
