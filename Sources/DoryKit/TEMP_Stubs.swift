@@ -1,3 +1,4 @@
+import Logging
 import DoryState
 // TEMPORARY compile stubs; replaced when DoryState's store and DoryHTTP land.
 final class StateDirectory: @unchecked Sendable {
@@ -22,14 +23,3 @@ struct StoreWriter: SnapshotWriting {
     func confirmSnapshot(generation: UInt64) throws(SnapshotWriteFailure) {}
 }
 enum FaultInjection { static func parse(_ s: String) -> Int? { nil } }
-final class Listeners: Sendable {
-    func bind(service: ProbeService, settings: RuntimeSettings) throws {}
-    func close() {}
-}
-import Logging
-enum DoryLogging {
-    static func bootstrap() {}
-    static func flush() {}
-    static func setThreshold(_ l: LogLevelSetting) {}
-    static func setGlobalMetadata(key: String, value: String) {}
-}

@@ -172,8 +172,8 @@ actor SnapshotCoordinator {
             metrics.snapshotAttempt(reason: reason.rawValue, result: "ok", durationSec: Self.seconds(since: start))
             metrics.snapshotDurable(generation: written.generation, rawBytes: written.rawBytes, compressedBytes: written.compressedBytes, savedAtMillis: savedAt)
             logger.info("snapshot saved", metadata: [
-                "event": "snapshot.saved", "generation": "\(written.generation)", "reason": .string(reason.rawValue),
-                "raw_bytes": "\(written.rawBytes)", "compressed_bytes": "\(written.compressedBytes)", "duration_ms": "\(durationMs)",
+                "event": "snapshot.saved", "generation": .stringConvertible(written.generation), "reason": .string(reason.rawValue),
+                "raw_bytes": .stringConvertible(written.rawBytes), "compressed_bytes": .stringConvertible(written.compressedBytes), "duration_ms": .stringConvertible(durationMs),
             ])
             return .saved(generation: written.generation, reused: false, rawBytes: written.rawBytes, compressedBytes: written.compressedBytes, durationMs: durationMs)
         }
@@ -183,7 +183,7 @@ actor SnapshotCoordinator {
         metrics.snapshotAttempt(reason: reason.rawValue, result: "error", durationSec: Self.seconds(since: start))
         logger.error("snapshot failed", metadata: [
             "event": "snapshot.failed", "reason": .string(reason.rawValue), "step": .string(step),
-            "error": LogError.value(type: step == "capture" ? "capture_failed" : "save_failed", message: message),
+            "error": .errorValue(type: step == "capture" ? "capture_failed" : "save_failed", message: message),
         ])
         return .failed(step: step, message: "\(step): \(message)")
     }
@@ -198,11 +198,4 @@ actor SnapshotCoordinator {
     }
 
     static func ms(since start: ContinuousClock.Instant) -> Int { Int(seconds(since: start) * 1000) }
-}
-
-/// The `error` log value: always an object with `type` and `message` (spec §9.2).
-enum LogError {
-    static func value(type: String, message: String) -> Logger.MetadataValue {
-        .dictionary(["type": .string(type), "message": .string(message)])
-    }
 }

@@ -56,7 +56,7 @@ actor Supervisor {
     /// From 75 % of `state_max_bytes` a transfer is logged at WARN (§4.5).
     nonisolated func warnLargeState(size: Int, limit: Int) {
         Logger(label: "doryd.state").warning("state transfer near the size limit", metadata: [
-            "event": "transfer.large", "size_bytes": "\(size)", "max_bytes": "\(limit)",
+            "event": "transfer.large", "size_bytes": .stringConvertible(size), "max_bytes": .stringConvertible(limit),
         ])
     }
 
@@ -85,7 +85,7 @@ actor Supervisor {
         do {
             try await workload.prepare(context: context)
         } catch {
-            logger.critical("invalid state declaration", metadata: ["event": "config.invalid", "error": LogError.value(type: "declaration", message: "\(error)")])
+            logger.critical("invalid state declaration", metadata: ["event": "config.invalid", "error": .errorValue(type: "declaration", message: "\(error)")])
             status.setPhase(.failed)
             return ExitCode.invalidConfiguration
         }
@@ -116,7 +116,7 @@ actor Supervisor {
         for q in scan.quarantined {
             metrics.quarantined(reason: q.reason)
             logger.warning("snapshot quarantined", metadata: [
-                "event": "snapshot.quarantined", "file": .string(q.file), "reason": .string(q.reason), "size": "\(q.size)",
+                "event": "snapshot.quarantined", "file": .string(q.file), "reason": .string(q.reason), "size": .stringConvertible(q.size),
             ])
         }
         // (i) decision.
@@ -158,7 +158,7 @@ actor Supervisor {
         do {
             try await bind(self)
         } catch {
-            logger.critical("listener could not bind", metadata: ["event": "http.bind_failed", "error": LogError.value(type: "bind", message: "\(error)")])
+            logger.critical("listener could not bind", metadata: ["event": "http.bind_failed", "error": .errorValue(type: "bind", message: "\(error)")])
             return finish(ExitCode.bindFailed, phase: .failed)
         }
         startHeartbeat()
@@ -193,10 +193,10 @@ actor Supervisor {
         switch startupResult {
         case .value: break
         case .failure(let error):
-            logger.error("startup failed", metadata: ["event": "lifecycle.startup_failed", "error": LogError.value(type: "startup", message: "\(error)")])
+            logger.error("startup failed", metadata: ["event": "lifecycle.startup_failed", "error": .errorValue(type: "startup", message: "\(error)")])
             return await failAndStop(ExitCode.startupFailed, "startup: \(error)")
         case .timedOut:
-            logger.error("startup timed out", metadata: ["event": "lifecycle.startup_failed", "error": LogError.value(type: "timeout", message: "startup exceeded \(config.startupTimeoutSec)s")])
+            logger.error("startup timed out", metadata: ["event": "lifecycle.startup_failed", "error": .errorValue(type: "timeout", message: "startup exceeded \(config.startupTimeoutSec)s")])
             return await failAndStop(ExitCode.startupFailed, "startup: timed out")
         }
 
@@ -221,14 +221,14 @@ actor Supervisor {
             // run() ended on its own: that is T0 (§3.3).
             switch runResult {
             case .failure(let error):
-                logger.error("run() threw", metadata: ["event": "lifecycle.run_failed", "error": LogError.value(type: "run", message: "\(error)")])
+                logger.error("run() threw", metadata: ["event": "lifecycle.run_failed", "error": .errorValue(type: "run", message: "\(error)")])
                 recordFailure(ExitCode.runFailed, "run: \(error)")
             default:
                 logger.info("run() returned", metadata: ["event": "lifecycle.run_returned"])
             }
             beginStop(signal: nil)
         } else if case .failure(let error) = runResult, !(error is CancellationError) {
-            logger.error("run() threw", metadata: ["event": "lifecycle.run_failed", "error": LogError.value(type: "run", message: "\(error)")])
+            logger.error("run() threw", metadata: ["event": "lifecycle.run_failed", "error": .errorValue(type: "run", message: "\(error)")])
             recordFailure(ExitCode.runFailed, "run: \(error)")
         }
         return await stoppingSequence()
@@ -240,7 +240,7 @@ actor Supervisor {
         var source: (generation: UInt64, state: JSONObject)? = restoredGeneration
         if let staged = stagedTransfer {
             if source?.generation != staged.generation {
-                logger.warning("staged transfer overrides the recovery decision", metadata: ["event": "transfer.overrides_decision", "generation": "\(staged.generation)"])
+                logger.warning("staged transfer overrides the recovery decision", metadata: ["event": "transfer.overrides_decision", "generation": .stringConvertible(staged.generation)])
             }
             source = staged
         }
@@ -254,7 +254,7 @@ actor Supervisor {
         var accepted = true
         if case .value = restore {} else {
             let error: any Error = if case .failure(let e) = restore { e } else { RestoreTimeout(seconds: config.startupTimeoutSec) }
-            logger.error("state restore failed", metadata: ["event": "state.restore_failed", "generation": "\(source.generation)", "error": LogError.value(type: "restore", message: "\(error)")])
+            logger.error("state restore failed", metadata: ["event": "state.restore_failed", "generation": .stringConvertible(source.generation), "error": .errorValue(type: "restore", message: "\(error)")])
             let goOn = await Deadline.run(seconds: config.startupTimeoutSec) { [workload] in await workload.onStateRestoreFailed(error) }
             guard case .value(true) = goOn else {
                 recordFailure(ExitCode.stateError, "restore refused: \(error)")
@@ -265,10 +265,10 @@ actor Supervisor {
             accepted = false
             do {
                 if let path = try storage.archive(generation: source.generation) {
-                    logger.warning("rejected generation archived", metadata: ["event": "state.archived", "generation": "\(source.generation)", "path": .string(path)])
+                    logger.warning("rejected generation archived", metadata: ["event": "state.archived", "generation": .stringConvertible(source.generation), "path": .string(path)])
                 }
             } catch {
-                logger.error("archiving the rejected generation failed", metadata: ["error": LogError.value(type: "archive", message: "\(error)")])
+                logger.error("archiving the rejected generation failed", metadata: ["error": .errorValue(type: "archive", message: "\(error)")])
             }
         }
         await writeStartupSnapshot(restored: accepted ? source : nil)
@@ -279,7 +279,7 @@ actor Supervisor {
         guard let coordinator else { return }
         let outcome = await coordinator.request(.startup, captureTimeoutSec: config.stateCaptureTimeoutSec)
         if case .failed(let step, let message) = outcome {
-            logger.error("startup snapshot failed", metadata: ["step": .string(step), "error": LogError.value(type: "save_failed", message: message)])
+            logger.error("startup snapshot failed", metadata: ["step": .string(step), "error": .errorValue(type: "save_failed", message: message)])
         }
     }
 
@@ -324,7 +324,7 @@ actor Supervisor {
             escalated = true
         } else {
             let code: Int32 = if case .saved = finalSave { exitCode ?? 0 } else if status.stateBound { ExitCode.finalSaveFailed } else { exitCode ?? 0 }
-            logger.warning("third stop signal: exiting now", metadata: ["event": "signal.exit_now", "exit_code": "\(code)"])
+            logger.warning("third stop signal: exiting now", metadata: ["event": "signal.exit_now", "exit_code": .stringConvertible(code)])
             terminate(code)
         }
     }
@@ -362,7 +362,7 @@ actor Supervisor {
     private func hardStopFired() {
         let saved: Bool = if case .saved = finalSave { true } else { false }
         let code: Int32 = (status.stateBound && !saved) ? ExitCode.finalSaveFailed : (exitCode ?? 0)
-        logger.error("hard stop: shutdown deadline passed", metadata: ["event": "lifecycle.hard_stop", "exit_code": "\(code)"])
+        logger.error("hard stop: shutdown deadline passed", metadata: ["event": "lifecycle.hard_stop", "exit_code": .stringConvertible(code)])
         terminate(code)
     }
 
@@ -415,7 +415,7 @@ actor Supervisor {
             switch await task.result() {
             case .value: break
             case .failure(let error):
-                logger.error("shutdown() threw", metadata: ["event": "lifecycle.shutdown_failed", "error": LogError.value(type: "shutdown", message: "\(error)")])
+                logger.error("shutdown() threw", metadata: ["event": "lifecycle.shutdown_failed", "error": .errorValue(type: "shutdown", message: "\(error)")])
                 errors.append("shutdown: \(error)")
             case .timedOut:
                 logger.warning("shutdown() overran its budget; cancelled", metadata: ["event": "lifecycle.shutdown_timeout"])
@@ -445,7 +445,7 @@ actor Supervisor {
             case .saved(let generation, _, _, _, _), .skipped(.some(let generation)):
                 notifier.status("stopped: saved generation \(generation)")
             default:
-                logger.error("final save failed", metadata: ["event": "lifecycle.final_save_failed", "error": LogError.value(type: "save_failed", message: "\(outcome)")])
+                logger.error("final save failed", metadata: ["event": "lifecycle.final_save_failed", "error": .errorValue(type: "save_failed", message: "\(outcome)")])
                 recordFailure(ExitCode.finalSaveFailed, "final save: \(outcome)")
             }
         }
@@ -468,12 +468,12 @@ actor Supervisor {
         } else {
             notifier.status("failed: exit \(code)")
         }
-        logger.info("exiting", metadata: ["event": "lifecycle.exit", "exit_code": "\(code)"])
+        logger.info("exiting", metadata: ["event": "lifecycle.exit", "exit_code": .stringConvertible(code)])
         return code
     }
 
     private func failEarly(_ code: Int32, _ message: String, _ error: any Error) -> Int32 {
-        logger.critical("\(message)", metadata: ["event": "lifecycle.failed", "error": LogError.value(type: "state", message: "\(error)")])
+        logger.critical("\(message)", metadata: ["event": "lifecycle.failed", "error": .errorValue(type: "state", message: "\(error)")])
         status.setPhase(.failed)
         storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: false, errors: ["\(message): \(error)"])
         return code
@@ -502,8 +502,8 @@ actor Supervisor {
     private func logDecision(scan: StateDirectory.Scan) {
         var metadata: Logger.Metadata = [
             "event": "recovery.decision", "strategy": .string(decision.strategy.rawValue), "reason": .string(decision.reason),
-            "restart_count": "\(decision.restartCount)", "crashes_in_window": "\(decision.crashesInWindow)",
-            "backoff": "\(decision.backoffSec)",
+            "restart_count": .stringConvertible(decision.restartCount), "crashes_in_window": .stringConvertible(decision.crashesInWindow),
+            "backoff": .stringConvertible(decision.backoffSec),
         ]
         if let g = restoredGeneration?.generation { metadata["generation"] = "\(g)" }
         if decision.isWarning {

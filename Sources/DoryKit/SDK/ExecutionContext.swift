@@ -45,9 +45,7 @@ public final class ExecutionContext: Sendable {
         previousPodName = identity.previousPodName
         self.environment = environment
         self.hooks = hooks
-        var logger = Logger(label: "doryd.processor.\(processorId)")
-        logger[metadataKey: "processor_id"] = .string(processorId)
-        self.logger = logger
+        logger = Logger(label: "doryd.processor.\(processorId)")
     }
 
     /// Fills the journal-derived members (spec §2.1 step i), before any hook runs.
