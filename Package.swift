@@ -41,6 +41,6 @@ let package = Package(
         .testTarget(name: "DoryHTTPTests", dependencies: ["DoryHTTP"], swiftSettings: strict),
         .testTarget(name: "DoryStateTests", dependencies: ["DoryState"], swiftSettings: strict),
         .testTarget(name: "DoryKitTests", dependencies: ["DoryKit"], swiftSettings: strict),
-        .testTarget(name: "IntegrationTests", dependencies: ["DoryHTTP", "DoryState"], swiftSettings: strict),
+        .testTarget(name: "IntegrationTests", dependencies: ["DoryHTTP", "DoryState", "doryd", "doryd-fixture"], swiftSettings: strict),
     ]
 )
