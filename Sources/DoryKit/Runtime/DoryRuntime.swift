@@ -64,7 +64,7 @@ public enum DoryRuntime {
         var testFault: String?
         #if DEBUG
         if let fault = environment["DORY_TEST_FAULT"], !fault.isEmpty {
-            guard FaultInjection.parse(fault) != nil else {
+            guard (try? FaultRule.parse(fault)) != nil else {
                 Logger(label: "doryd.config").critical(
                     "test_fault from DORY_TEST_FAULT=\"\(fault)\": expected <fsync|rename|write|open>@<path-substring>",
                     metadata: ["event": "config.invalid", "setting": "test_fault"])

@@ -92,13 +92,12 @@ actor Supervisor {
         // (f)–(h): state directory, lock, journal, scan.
         let storage: StateDirectory
         do {
-            storage = try StateDirectory(settings: settings)
+            storage = StateDirectory(settings: settings)
             try storage.prepare()
         } catch {
             return failEarly(ExitCode.stateError, "state directory unusable", error)
         }
         self.storage = storage
-        for note in storage.notes { logger.warning("\(note.message)", metadata: note.metadata) }
         let history: JournalSummary
         do {
             history = try storage.appendBootRecord(bootId: settings.bootId, version: settings.version)
