@@ -74,7 +74,7 @@ struct Doryd: AsyncParsableCommand {
         commandName: "doryd",
         abstract: "A pod supervisor: probes, graceful shutdown with a durable save, snapshots, restart recovery.",
         version: DoryKitVersion.version,
-        subcommands: [Demo.self]
+        subcommands: [Demo.self, Prestop.self]
     )
 }
 
@@ -102,5 +102,25 @@ struct Demo: AsyncParsableCommand {
         }
         let code = await DoryRuntime.run(DemoWorkload.make(paddingBytes: stateBytes), DoryRuntime.Launch(flags: flags))
         throw CommandExit(code: code)
+    }
+}
+
+struct Prestop: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send POST /prestop to a running doryd over its control socket (for exec preStop hooks).",
+        discussion: "Resolves the socket as the daemon does: --control-socket, DORY_CONTROL_SOCKET, or <state_dir>/<processor_id>/control.sock."
+    )
+
+    @Argument(parsing: .allUnrecognized, help: "--state-dir D, --processor-id ID, --control-socket PATH, --config FILE")
+    var settings: [String] = []
+
+    func run() throws {
+        let flags: [String: String]
+        do {
+            flags = try SettingFlags.parse(settings)
+        } catch {
+            throw CommandExit(code: DoryRuntime.reportConfigError(error))
+        }
+        throw CommandExit(code: PrestopClient.run(flags: flags))
     }
 }

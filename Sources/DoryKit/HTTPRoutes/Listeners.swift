@@ -109,9 +109,16 @@ struct RouteHandler: HTTPHandler {
 
 /// Where the control socket lives (spec §4.7): a path, or a Linux abstract name when the absolute path does
 /// not fit `sun_path` (107 bytes).
-enum ControlSocketAddress: Equatable {
+enum ControlSocketAddress: Equatable, CustomStringConvertible {
     case path(String)
     case abstract(name: String, path: String)
+
+    var description: String {
+        switch self {
+        case .path(let path): path
+        case .abstract(let name, let path): "@\(name) (for \(path))"
+        }
+    }
 
     static func resolve(settings: RuntimeSettings) -> ControlSocketAddress {
         resolve(configured: settings.config.controlSocket, processorDirectory: settings.processorDirectory)

@@ -70,7 +70,7 @@ final class StateDirectory: @unchecked Sendable {
     /// Step (g): repair and compact the journal, append this boot's record, and summarize the history before it.
     func appendBootRecord(bootId: String, version: String) throws -> JournalSummary {
         let hwm = try store.scanHighWaterMark()
-        let journal = try RestartJournalFile(settings: settings, fileSystem: fileSystem)
+        let journal = RestartJournalFile(settings: settings, fileSystem: fileSystem)
         self.journal = journal
         let summary = try journal.openAndAppendBoot(bootId: bootId, version: version, snapshotHighWaterMark: hwm)
         notes.append(contentsOf: journal.notes)
