@@ -74,7 +74,7 @@ struct Doryd: AsyncParsableCommand {
         commandName: "doryd",
         abstract: "A pod supervisor: probes, graceful shutdown with a durable save, snapshots, restart recovery.",
         version: DoryKitVersion.version,
-        subcommands: [Demo.self, Prestop.self]
+        subcommands: [Demo.self, Prestop.self, StateCommand.self]
     )
 }
 
