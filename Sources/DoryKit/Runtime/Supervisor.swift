@@ -784,9 +784,17 @@ enum TransferResult: Sendable {
     case shuttingDown
 }
 
-/// Exits the process now, after flushing the log.
+/// Exits the process now: runs the registered cleanups (listeners, so the control socket file is removed), flushes
+/// the log, and calls `_exit`.
 enum HardExit {
+    private static let cleanups = Mutex<[@Sendable () -> Void]>([])
+
+    static func onExit(_ cleanup: @escaping @Sendable () -> Void) {
+        cleanups.withLock { $0.append(cleanup) }
+    }
+
     static func now(_ code: Int32) -> Never {
+        for cleanup in cleanups.withLock({ $0 }) { cleanup() }
         DoryLogging.flush()
         _exit(code)
     }
