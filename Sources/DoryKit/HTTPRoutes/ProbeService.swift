@@ -102,8 +102,18 @@ final class ProbeService: Sendable {
 
     // MARK: Probes
 
+    /// Bodies of the common probe answers, one per phase, built once: a probe with no query and no custom checks
+    /// answers without encoding anything.
+    private static let livenessOK: [[UInt8]] = Phase.allCases.map {
+        Array("{\"status\":\"ok\",\"phase\":\"\($0)\",\"failed_checks\":[]}".utf8)
+    }
+    private static let readyBody = Array("{\"status\":\"ready\",\"ready\":true,\"phase\":\"running\",\"reason\":\"ready\"}".utf8)
+
     func liveness(_ request: RouteRequest) -> RouteResponse {
         status.noteHealthAnswer(wallMillis: WallClock.nowMillis())
+        if request.query.isEmpty, status.supervisorAlive, status.checks.isEmpty {
+            return RouteResponse(status: 200, contentType: RouteResponse.jsonType, body: Self.livenessOK[Int(status.phase.rawValue)])
+        }
         let excluded = Set(request.values("exclude"))
         var lines = [
             CheckLine(name: "ping", passed: true, detail: nil),
@@ -131,6 +141,10 @@ final class ProbeService: Sendable {
 
     func readiness(_ request: RouteRequest) -> RouteResponse {
         status.noteHealthAnswer(wallMillis: WallClock.nowMillis())
+        if request.query.isEmpty, status.checks.isEmpty, status.phase == .running, status.isReadyFlag,
+           !status.prestopArrived, !status.shutdownRequested {
+            return RouteResponse(status: 200, contentType: RouteResponse.jsonType, body: Self.readyBody)
+        }
         let excluded = Set(request.values("exclude"))
         var verdict = status.readiness()
         verdict.lines.removeAll { excluded.contains($0.name) }

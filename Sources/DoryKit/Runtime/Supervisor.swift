@@ -166,9 +166,14 @@ actor Supervisor {
         // backoff
         if decision.strategy == .goldenBackoff, decision.backoffSec > 0 {
             transition(to: .backoff)
-            let crashesText = "\(decision.crashesInWindow) crashes"
-            notifier.status("backoff \(Self.seconds(decision.backoffSec)) after \(crashesText) (golden_backoff)")
-            await stopEvent.sleep(for: .milliseconds(Int64(decision.backoffSec * 1000)))
+            // STATUS= shows the time left, updated every second; a stop signal ends the wait.
+            let end = ContinuousClock.now + .milliseconds(Int64(decision.backoffSec * 1000))
+            while t0 == nil, ContinuousClock.now < end {
+                let left = end - ContinuousClock.now
+                let leftSec = max(1, Int((Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18).rounded(.up)))
+                notifier.status("backoff \(leftSec)s after \(decision.crashesInWindow) crashes (golden_backoff)")
+                await stopEvent.sleep(for: min(.seconds(1), left))
+            }
             if t0 != nil { return await stopBeforeStart() }
         }
 
