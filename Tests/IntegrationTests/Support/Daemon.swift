@@ -160,6 +160,16 @@ final class Daemon {
         return try snapshot(newest)
     }
 
+    /// This boot's id (from the first log line).
+    var bootId: String? { records.first?["boot_id"]?.string }
+
+    /// The final save is on disk: the newest generation decodes and is a `shutdown` save or, by the reuse rule of §6.6,
+    /// one this boot wrote.
+    func finalSaveIsOnDisk() throws -> Bool {
+        let newest = try newestSnapshot()
+        return newest.reason == "shutdown" || (newest.envelope["boot_id"]?.string == bootId && bootId != nil)
+    }
+
     /// Journal lines parsed.
     func journal() -> [JSONObject] {
         Files.read(journalPath).map { String(decoding: $0, as: UTF8.self).split(separator: "\n").compactMap { JSON.object(String($0)) } } ?? []
