@@ -32,6 +32,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(name: "DorySupervisor", dependencies: ["DoryKit", "CDorySys"], swiftSettings: strict),
+        .target(name: "DoryEvents", dependencies: ["DoryKit"], swiftSettings: strict),
         .executableTarget(
             name: "doryd",
             dependencies: ["DoryKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -41,6 +43,8 @@ let package = Package(
         .testTarget(name: "DoryHTTPTests", dependencies: ["DoryHTTP"], swiftSettings: strict),
         .testTarget(name: "DoryStateTests", dependencies: ["DoryState"], swiftSettings: strict),
         .testTarget(name: "DoryKitTests", dependencies: ["DoryKit"], swiftSettings: strict),
+        .testTarget(name: "DorySupervisorTests", dependencies: ["DorySupervisor"], swiftSettings: strict),
+        .testTarget(name: "DoryEventsTests", dependencies: ["DoryEvents"], swiftSettings: strict),
         .testTarget(name: "IntegrationTests", dependencies: ["DoryHTTP", "DoryState", "doryd", "doryd-fixture"], swiftSettings: strict),
     ]
 )

@@ -1,0 +1,2 @@
+/// The event workload (`doryd events`, spec/event-pipeline.md): being built.
+public enum DoryEventsModule {}
