@@ -1,13 +1,14 @@
 import DoryHTTP
 import DoryState
 import Glibc
+import Synchronization
 import Testing
 
 /// One test's world: a temp directory, the processes it spawned, and their teardown (SIGKILL and reap every
-/// child still alive, then remove the directory). Used from the test's own thread only.
-final class Sandbox {
+/// child still alive, then remove the directory).
+final class Sandbox: Sendable {
     let root: String
-    private var children: [ChildProcess] = []
+    private let children = Mutex<[ChildProcess]>([])
 
     /// The state token every launch sets unless told otherwise.
     static let stateToken = "s3cret-itest-state-token"
@@ -50,7 +51,7 @@ final class Sandbox {
                stdinFD: Int32? = nil) throws -> ChildProcess {
         let child = try ChildProcess(executable: executable, arguments: arguments, environment: environment,
                                      captureStdout: captureStdout, stdinFD: stdinFD)
-        children.append(child)
+        children.withLock { $0.append(child) }
         return child
     }
 
@@ -102,8 +103,8 @@ final class Sandbox {
 
     /// Kills (SIGKILL) and reaps every child still alive, then removes the directory.
     func tearDown() {
-        for child in children { child.terminate() }
-        children.removeAll()
+        for child in children.withLock({ $0 }) { child.terminate() }
+        children.withLock { $0.removeAll() }
         if let rm = try? ChildProcess(executable: "/bin/rm", arguments: ["-rf", root], environment: ["PATH": "/usr/bin:/bin"]) {
             _ = rm.waitForExit(timeout: .seconds(30))
         }
