@@ -67,7 +67,7 @@ struct FixtureError: Error, CustomStringConvertible {
 
 /// The counter processor with every hook instrumented and each misbehaviour selectable:
 /// `FIXTURE_STARTUP_SLEEP_SEC`, `FIXTURE_STARTUP_THROW`, `FIXTURE_SHUTDOWN_SLEEP_SEC`, `FIXTURE_SHUTDOWN_THROW`,
-/// `FIXTURE_RUN` (`loop` default, `ignore_flag`, `spin`, `return`, `throw`), `FIXTURE_GETSTATE_SLEEP_SEC`,
+/// `FIXTURE_RUN` (`loop` default, `idle` (state never changes), `ignore_flag`, `spin`, `return`, `throw`), `FIXTURE_GETSTATE_SLEEP_SEC`,
 /// `FIXTURE_GETSTATE_THROW`, `FIXTURE_NAN`, `FIXTURE_DOUBLE`, `FIXTURE_RESTORE_THROW`, `FIXTURE_RESTORE_HOOK`
 /// (`false` refuses), `FIXTURE_RAPID_HOOK` (`false` refuses), `FIXTURE_LIVENESS_CHECK` / `FIXTURE_READINESS_CHECK`
 /// (`fail`, `sleep`), `FIXTURE_HEALTH_HOOK` (`true`: recoverable).
@@ -142,6 +142,8 @@ class FixtureProcessor: Processor {
             }
         case "spin":
             while true { counter &+= 1 }
+        case "idle":
+            for await _ in context.runLoop(interval: .milliseconds(100)) {}
         default:
             for await _ in context.runLoop(interval: .milliseconds(100)) { counter += 1 }
         }

@@ -1,4 +1,5 @@
 import DoryState
+import Synchronization
 
 /// doryd's HTTP routes (spec §4): probes from atomics, `/prestop`, `/metrics`, `/state`, `/`.
 final class ProbeService: Sendable {
@@ -102,8 +103,18 @@ final class ProbeService: Sendable {
 
     // MARK: Probes
 
+    /// Bodies of the common probe answers, one per phase, built once: a probe with no query and no custom checks
+    /// answers without encoding anything.
+    private static let livenessOK: [[UInt8]] = Phase.allCases.map {
+        Array("{\"status\":\"ok\",\"phase\":\"\($0)\",\"failed_checks\":[]}".utf8)
+    }
+    private static let readyBody = Array("{\"status\":\"ready\",\"ready\":true,\"phase\":\"running\",\"reason\":\"ready\"}".utf8)
+
     func liveness(_ request: RouteRequest) -> RouteResponse {
         status.noteHealthAnswer(wallMillis: WallClock.nowMillis())
+        if request.query.isEmpty, status.supervisorAlive, status.checks.isEmpty {
+            return RouteResponse(status: 200, contentType: RouteResponse.jsonType, body: Self.livenessOK[Int(status.phase.rawValue)])
+        }
         let excluded = Set(request.values("exclude"))
         var lines = [
             CheckLine(name: "ping", passed: true, detail: nil),
@@ -131,6 +142,10 @@ final class ProbeService: Sendable {
 
     func readiness(_ request: RouteRequest) -> RouteResponse {
         status.noteHealthAnswer(wallMillis: WallClock.nowMillis())
+        if request.query.isEmpty, status.checks.isEmpty, status.phase == .running, status.isReadyFlag,
+           !status.prestopArrived, !status.shutdownRequested {
+            return RouteResponse(status: 200, contentType: RouteResponse.jsonType, body: Self.readyBody)
+        }
         let excluded = Set(request.values("exclude"))
         var verdict = status.readiness()
         verdict.lines.removeAll { excluded.contains($0.name) }
@@ -219,21 +234,33 @@ final class ProbeService: Sendable {
             respond(RouteResponse(status: 200, contentType: RouteResponse.jsonType, body: []))
             return
         }
-        let supervisor = self.supervisor
         let metrics = self.metrics
+        // Concurrent GETs share one capture and one body (`captured_at` is when that capture ended).
+        let task = inflightGet.withLock { current -> Task<RouteResponse, Never> in
+            if let current { return current }
+            let task = Task { [self] in
+                let response = await stateResponse(await supervisor.captureForTransfer())
+                inflightGet.withLock { $0 = nil }
+                return response
+            }
+            current = task
+            return task
+        }
         Task {
-            let captured = await supervisor.captureForTransfer()
-            let response = await self.stateResponse(captured)
+            let response = await task.value
             metrics.stateTransfer(op: "get", result: response.status == 200 ? "ok" : "error")
             respond(response)
         }
     }
+    private let inflightGet = Mutex<Task<RouteResponse, Never>?>(nil)
 
     private func stateResponse(_ captured: Bounded<JSONObject>) async -> RouteResponse {
         let timeout = settings.config.stateCaptureTimeoutSec
         switch captured {
         case .timedOut:
             return .error(504, "capture_timeout", "getState did not finish in time", extra: ["timeout_sec": .double(timeout)])
+        case .failure(let error as JSONEncodeError):
+            return .error(500, "state_not_encodable", "the state holds a value JSON cannot express: \(error.message)")
         case .failure(let error):
             return .error(500, "capture_failed", "\(error)")
         case .value(let data):

@@ -1,8 +1,8 @@
 import DoryState
 import Logging
 
-/// The small JSON writer of the log handler (independent of DoryState's codec, so logging works from the first
-/// instruction and never fails).
+/// The JSON writer of the log handler: metadata values to JSON, strings and JSON values through DoryState's codec;
+/// it never fails.
 ///
 /// Metadata values render as:
 /// - `.string` → a JSON string;
@@ -12,23 +12,7 @@ import Logging
 /// - `.dictionary` → an object with keys sorted by code point; `.array` → an array.
 enum LogJSONWriter {
     static func appendString(_ string: String, to out: inout [UInt8]) {
-        out.append(0x22)
-        for byte in string.utf8 {
-            switch byte {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])
-            case 0x08: out.append(contentsOf: [0x5C, 0x62])
-            case 0x0C: out.append(contentsOf: [0x5C, 0x66])
-            case 0x00..<0x20, 0x7F:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: out.append(byte)
-            }
-        }
-        out.append(0x22)
+        JSON.appendQuoted(string, to: &out)
     }
 
     static func appendValue(_ value: Logger.MetadataValue, to out: inout [UInt8]) {
@@ -83,32 +67,12 @@ enum LogJSONWriter {
         }
     }
 
+    /// A JSON value through doryd's codec (keys sorted); a value JSON cannot express (NaN) becomes its description.
     static func appendJSON(_ value: JSONValue, to out: inout [UInt8]) {
-        switch value {
-        case .null: out.append(contentsOf: "null".utf8)
-        case .bool(let bool): out.append(contentsOf: (bool ? "true" : "false").utf8)
-        case .int(let int): out.append(contentsOf: String(int).utf8)
-        case .bigInt(let digits): out.append(contentsOf: digits.utf8)
-        case .double(let double): appendDouble(double, to: &out)
-        case .string(let string): appendString(string, to: &out)
-        case .array(let array):
-            out.append(0x5B)
-            for (index, item) in array.enumerated() {
-                if index > 0 { out.append(0x2C) }
-                appendJSON(item, to: &out)
-            }
-            out.append(0x5D)
-        case .object(let object):
-            out.append(0x7B)
-            var first = true
-            for key in object.keys.sorted() {
-                if !first { out.append(0x2C) }
-                first = false
-                appendString(key, to: &out)
-                out.append(0x3A)
-                appendJSON(object[key]!, to: &out)
-            }
-            out.append(0x7D)
+        if let bytes = try? JSON.encode(value, sortedKeys: true) {
+            out.append(contentsOf: bytes)
+        } else {
+            appendString("\(value)", to: &out)
         }
     }
 

@@ -49,6 +49,9 @@ public enum DoryRuntime {
             return ExitCode.invalidConfiguration
         }
         DoryLogging.setThreshold(config.logLevel)
+        for warning in config.warnings {
+            Logger(label: "doryd.config").warning("\(warning)", metadata: ["event": "config.warning"])
+        }
         let identity = PodIdentity(environment: environment)
         let processorId: String
         do {
@@ -82,6 +85,7 @@ public enum DoryRuntime {
         let metrics = Metrics()
         let supervisor = Supervisor(settings: settings, workload: workload, status: status, metrics: metrics)
         let listeners = Listeners()
+        HardExit.onExit { listeners.close() }
         let code = await supervisor.run { supervisor in
             let service = ProbeService(supervisor: supervisor, status: status, metrics: metrics, settings: settings)
             try listeners.bind(service: service, settings: settings)

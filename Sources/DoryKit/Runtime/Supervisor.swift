@@ -166,9 +166,14 @@ actor Supervisor {
         // backoff
         if decision.strategy == .goldenBackoff, decision.backoffSec > 0 {
             transition(to: .backoff)
-            let crashesText = "\(decision.crashesInWindow) crashes"
-            notifier.status("backoff \(Self.seconds(decision.backoffSec)) after \(crashesText) (golden_backoff)")
-            await stopEvent.sleep(for: .milliseconds(Int64(decision.backoffSec * 1000)))
+            // STATUS= shows the time left, updated every second; a stop signal ends the wait.
+            let end = ContinuousClock.now + .milliseconds(Int64(decision.backoffSec * 1000))
+            while t0 == nil, ContinuousClock.now < end {
+                let left = end - ContinuousClock.now
+                let leftSec = max(1, Int((Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18).rounded(.up)))
+                notifier.status("backoff \(leftSec)s after \(decision.crashesInWindow) crashes (golden_backoff)")
+                await stopEvent.sleep(for: min(.seconds(1), left))
+            }
             if t0 != nil { return await stopBeforeStart() }
         }
 
@@ -784,9 +789,17 @@ enum TransferResult: Sendable {
     case shuttingDown
 }
 
-/// Exits the process now, after flushing the log.
+/// Exits the process now: runs the registered cleanups (listeners, so the control socket file is removed), flushes
+/// the log, and calls `_exit`.
 enum HardExit {
+    private static let cleanups = Mutex<[@Sendable () -> Void]>([])
+
+    static func onExit(_ cleanup: @escaping @Sendable () -> Void) {
+        cleanups.withLock { $0.append(cleanup) }
+    }
+
     static func now(_ code: Int32) -> Never {
+        for cleanup in cleanups.withLock({ $0 }) { cleanup() }
         DoryLogging.flush()
         _exit(code)
     }
