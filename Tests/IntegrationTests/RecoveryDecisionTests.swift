@@ -95,7 +95,9 @@ import Testing
         try withSandbox { sandbox in
             var previous: Int64 = -1
             for cycle in 1...6 {
-                let daemon = try sandbox.launch(.fixture())
+                // With a pod UID every earlier boot of the pod counts (§7), so a restart is `normal_restart`;
+                // without one only boots since the last clean end count, and a clean restart reads as 0.
+                let daemon = try sandbox.launch(.fixture(["DORY_POD_UID": "uid-case-63"]))
                 let decision = try daemon.decision()
                 #expect(decision.strategy != "golden_backoff" && decision.strategy != "golden_reset", "cycle \(cycle): \(decision)")
                 if cycle > 1 {
