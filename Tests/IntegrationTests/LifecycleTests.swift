@@ -236,7 +236,7 @@ import Testing
                 var options = LaunchOptions.demo()
                 options.waitForListening = false
                 let daemon = try sandbox.launch(options)
-                #expect(Poll.until(timeout: .seconds(10), interval: .milliseconds(1)) { !daemon.lines.isEmpty })
+                #expect(Poll.until(timeout: .seconds(10), interval: .microseconds(50)) { !daemon.lines.isEmpty })
                 daemon.signal(SIGTERM)
                 let exit = try daemon.waitForExit(timeout: .seconds(10))
                 #expect(exit.code == 0 && exit.signal == nil, "round \(round): \(exit); \(daemon.logTail)")
