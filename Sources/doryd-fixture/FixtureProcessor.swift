@@ -36,7 +36,7 @@ enum FixtureMain {
             }
             exit(await DoryRuntime.run(workload, DoryRuntime.Launch(flags: flags)))
         }
-        dispatchMain()
+        SignalRouter.parkMainThread()
     }
 }
 
