@@ -623,10 +623,72 @@ def filesystem_of(path: Path) -> str:
     return f"{best[2]} on {best[1]}"
 
 
-def doryd_saves(opts, level: int, workdir: Optional[Path] = None) -> tuple[dict, Instance]:
-    """`doryd demo --state-bytes N` at `snapshot_level` `level`: SIGUSR1 saves one at a time (each after ≥ 150 ms,
-    so the counter has moved and the save is not skipped as unchanged), then SIGTERM (a `shutdown` save).
-    `workdir` holds a prepared state directory (a restore) or is None (a first start)."""
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+class Reference:
+    """gzip(1) and in-process zlib on the envelope bytes of doryd's first snapshot; one run of each per call, so
+    that they interleave with doryd's saves and see the same machine load."""
+
+    def __init__(self, gzip_bin: Optional[str], tmp: Path) -> None:
+        self.gzip_bin = gzip_bin
+        self.tmp = tmp
+        self.src: Optional[Path] = None
+        self.envelope = b""
+        self.gzip: dict[int, list[tuple[float, float, int]]] = {}  # level → [(ms, ms with fsync, size)]
+        self.zlib: dict[int, list[tuple[float, int]]] = {}
+
+    def take_input(self, state_dir: Path) -> None:
+        if self.src is not None:
+            return
+        newest = sorted(state_dir.glob("*/snapshots/*.json.gz"))[-1]
+        self.envelope = gzip.decompress(newest.read_bytes())
+        self.src = self.tmp / "envelope.json"
+        self.src.write_bytes(self.envelope)
+
+    def run_once(self, level: int) -> None:
+        assert self.src is not None
+        if self.gzip_bin:
+            out = self.tmp / f"gzip-{level}.gz"
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                t0 = time.perf_counter()
+                r = subprocess.run([self.gzip_bin, f"-{level}", "-n", "-c", str(self.src)], stdout=fd, stderr=subprocess.PIPE)
+                t1 = time.perf_counter()
+                os.fsync(fd)
+                t2 = time.perf_counter()
+            finally:
+                os.close(fd)
+            if r.returncode != 0:
+                raise BenchError(f"gzip -{level} failed: {r.stderr.decode(errors='replace').strip()}")
+            self.gzip.setdefault(level, []).append(((t1 - t0) * 1000, (t2 - t0) * 1000, out.stat().st_size))
+            out.unlink()
+        t0 = time.perf_counter()
+        c = zlib.compressobj(level, zlib.DEFLATED, 31)
+        size = len(c.compress(self.envelope) + c.flush())
+        self.zlib.setdefault(level, []).append(((time.perf_counter() - t0) * 1000, size))
+
+    def summary(self, level: int) -> dict:
+        g, z = self.gzip.get(level, []), self.zlib.get(level, [])
+        out: dict = {}
+        if g:
+            out["gzip"] = {"ms": statistics.median(x[0] for x in g), "fsync_ms": statistics.median(x[1] for x in g),
+                           "ms_all": [round(x[0], 1) for x in g], "fsync_ms_all": [round(x[1], 1) for x in g],
+                           "compressed_bytes": g[-1][2]}
+        if z:
+            out["zlib"] = {"ms": statistics.median(x[0] for x in z), "ms_all": [round(x[0], 1) for x in z],
+                           "compressed_bytes": z[-1][1]}
+        return out
+
+
+def doryd_saves(opts, level: int, ref: Reference, workdir: Optional[Path] = None) -> tuple[dict, Instance]:
+    """`doryd demo --state-bytes N` at `snapshot_level` `level`: SIGUSR1 saves one at a time, each followed by one
+    gzip -N and one zlib run (which also gives the counter time to move, so no save is skipped as unchanged), then
+    SIGTERM (a `shutdown` save). `workdir` holds a prepared state directory (a restore) or is None (a first start)."""
     server = doryd_server(opts.doryd, DORY_SNAPSHOT_LEVEL=str(level), DORY_SNAPSHOT_INTERVAL_SEC="0")
     inst = start_ready(server, state_bytes=opts.snapshot_bytes, limit=180.0, workdir=workdir)
     logp = inst.workdir / "server.log"
@@ -635,6 +697,10 @@ def doryd_saves(opts, level: int, workdir: Optional[Path] = None) -> tuple[dict,
     startup = [r for r in saved_records(logp) if r.get("reason") == "startup"]
     if startup:
         res["startup_save_ms"] = float(startup[0]["duration_ms"])
+    ref.take_input(inst.workdir / "state")
+    ref.run_once(level)  # warm-up: the input into the page cache, gzip's binary, zlib's tables
+    ref.gzip.pop(level, None)
+    ref.zlib.pop(level, None)
     saves = []
     for _ in range(opts.snapshot_runs):
         time.sleep(0.15)
@@ -645,6 +711,7 @@ def doryd_saves(opts, level: int, workdir: Optional[Path] = None) -> tuple[dict,
         if rec.get("reason") != "sigusr1":
             raise BenchError(f"expected a sigusr1 save, got {rec}")
         saves.append({"ms": float(rec["duration_ms"]), "raw": int(rec["raw_bytes"]), "gz": int(rec["compressed_bytes"])})
+        ref.run_once(level)
     sec, code, _ = stop(inst)
     shutdown = [r for r in saved_records(logp) if r.get("reason") == "shutdown"]
     res.update(
@@ -657,44 +724,17 @@ def doryd_saves(opts, level: int, workdir: Optional[Path] = None) -> tuple[dict,
         shutdown_save_ms=float(shutdown[-1]["duration_ms"]) if shutdown else None,
     )
     res["mb_s"] = res["raw_bytes"] / 1e6 / (res["save_ms"] / 1000) if res["save_ms"] > 0 else None
+    res.update(ref.summary(level))
+    # Throughput ratios doryd ÷ gzip per save and the gzip run right after it (same load), then their median.
+    g_runs = ref.gzip.get(level, [])
+    if len(g_runs) == len(saves):
+        res["paired_ratio"] = statistics.median(g[0] / s["ms"] for g, s in zip(g_runs, saves) if s["ms"] > 0)
+        res["paired_ratio_fsync"] = statistics.median(g[1] / s["ms"] for g, s in zip(g_runs, saves) if s["ms"] > 0)
+    g = res.get("gzip", {})
     log(f"doryd level {level}: saves {res['save_ms_all']} ms of {res['raw_bytes']} B → {res['mb_s']:.1f} MB/s; "
+        f"gzip -{level} {g.get('ms_all')} ms, +fsync {g.get('fsync_ms_all')}; zlib {res.get('zlib', {}).get('ms_all')} ms; "
         f"ready {res['ready_ms']:.0f} ms ({res['pre_main_ms']:.0f} ms before main), {res['decision']}")
     return res, inst
-
-
-def gzip_runs(gzip_bin: str, src: Path, level: int, runs: int, tmp: Path) -> dict:
-    """`gzip -N -n -c src > out`, timed to gzip's exit and again to an fsync of out; median of `runs`."""
-    plain, durable, size = [], [], 0
-    for i in range(runs):
-        out = tmp / f"gzip-{level}-{i}.gz"
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            t0 = time.perf_counter()
-            r = subprocess.run([gzip_bin, f"-{level}", "-n", "-c", str(src)], stdout=fd, stderr=subprocess.PIPE)
-            t1 = time.perf_counter()
-            os.fsync(fd)
-            t2 = time.perf_counter()
-        finally:
-            os.close(fd)
-        if r.returncode != 0:
-            raise BenchError(f"gzip -{level} failed: {r.stderr.decode(errors='replace').strip()}")
-        size = out.stat().st_size
-        out.unlink()
-        plain.append((t1 - t0) * 1000)
-        durable.append((t2 - t0) * 1000)
-    return {"ms": statistics.median(plain), "fsync_ms": statistics.median(durable), "ms_all": [round(x, 1) for x in plain],
-            "fsync_ms_all": [round(x, 1) for x in durable], "compressed_bytes": size}
-
-
-def zlib_runs(data: bytes, level: int, runs: int) -> dict:
-    """zlib in this process (the library doryd links), gzip wrapper, one call; no I/O. Median of `runs`."""
-    times, size = [], 0
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        c = zlib.compressobj(level, zlib.DEFLATED, 31)
-        size = len(c.compress(data) + c.flush())
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"ms": statistics.median(times), "ms_all": [round(x, 1) for x in times], "compressed_bytes": size}
 
 
 def section_snapshot(opts) -> tuple[str, dict]:
@@ -703,49 +743,34 @@ def section_snapshot(opts) -> tuple[str, dict]:
     if server.missing:
         log(f"snapshot: skipped, doryd {server.missing}")
         return f"{title}\n\ndoryd {server.missing}: nothing measured.", {"missing": server.missing}
-    gzip_bin = shutil.which("gzip")
-    res: dict = {"version": server.version}
+    res: dict = {"version": server.version, "load_start": loadavg()}
     try:
-        # 1. level 1 from a first start; its final snapshot is the restore template and the gzip input.
+        tmp = PROCS.tempdir("gzip")
+        ref = Reference(shutil.which("gzip"), tmp)
+        res["filesystem"] = filesystem_of(tmp)
+        # 1. level 1 from a first start; its final snapshot is the restore template.
         levels: dict[int, dict] = {}
-        levels[1], first = doryd_saves(opts, 1)
+        levels[1], first = doryd_saves(opts, 1, ref)
+        res["envelope_bytes"] = len(ref.envelope)
         template = PROCS.tempdir("snapshot-template")
         shutil.copytree(first.workdir / "state", template / "state", ignore=shutil.ignore_patterns("*.sock", "lock"))
-        newest = sorted((template / "state").glob("*/snapshots/*.json.gz"))[-1]
-        envelope = gzip.decompress(newest.read_bytes())
-        tmp = PROCS.tempdir("gzip")
-        src = tmp / "envelope.json"
-        src.write_bytes(envelope)
-        res["envelope_bytes"] = len(envelope)
-        res["filesystem"] = filesystem_of(tmp)
 
-        # 2. level 6 on a copy of that state directory: also one restore with the padding known to the demo.
+        # 2. level 6 on a copy of that state directory: also one restore with the padding a key the demo knows.
         wd = PROCS.tempdir("doryd-restore-padded")
         shutil.copytree(template / "state", wd / "state")
-        levels[6], _ = doryd_saves(opts, 6, workdir=wd)
+        levels[6], _ = doryd_saves(opts, 6, ref, workdir=wd)
         res["doryd"] = levels
 
-        # 3. gzip(1) and in-process zlib on the same bytes.
-        res["gzip"] = {}
-        res["zlib"] = {}
-        for level in (1, 6):
-            if gzip_bin:
-                res["gzip"][level] = g = gzip_runs(gzip_bin, src, level, opts.snapshot_runs, tmp)
-                log(f"gzip -{level}: {g['ms_all']} ms, with fsync {g['fsync_ms_all']} ms")
-            res["zlib"][level] = z = zlib_runs(envelope, level, opts.snapshot_runs)
-            log(f"zlib {level} in-process: {z['ms_all']} ms")
-
-        # 4. restore: empty first start vs a start on the 10 MiB snapshot (demo without padding: the key is unknown,
-        # logged and ignored, so no padding is generated and the startup save is a small new generation).
+        # 3. restore, alternating with empty first starts: the demo without padding, so the `padding` key of the
+        # snapshot is unknown (logged, ignored), no padding is generated, and the startup save is a small new
+        # generation.
         plain = doryd_server(opts.doryd)
-        empty = []
+        empty, restored, decisions = [], [], set()
         for _ in range(opts.snapshot_runs):
             inst = start_ready(plain)
             empty.append(inst.ready_sec * 1000)
             _kill_quietly(inst.popen.pid)
             wait_exit(inst.popen, 10)
-        restored, decisions = [], set()
-        for _ in range(opts.snapshot_runs):
             wd = PROCS.tempdir("doryd-restore")
             shutil.copytree(template / "state", wd / "state")
             inst = start_ready(plain, workdir=wd, limit=60.0)
@@ -765,6 +790,7 @@ def section_snapshot(opts) -> tuple[str, dict]:
         log(f"snapshot: ERROR {e}")
     finally:
         PROCS.cleanup()
+    res["load_end"] = loadavg()
     return snapshot_table(opts, title, res), res
 
 
@@ -788,14 +814,16 @@ def snapshot_table(opts, title: str, res: dict) -> str:
     ]
     for level in (1, 6):
         d = res["doryd"][level]
-        g = res["gzip"].get(level, {})
-        z = res["zlib"][level]
+        g = d.get("gzip", {})
+        z = d["zlib"]
         dv = d["mb_s"]
         gf, gp, zv = mbs(raw, g.get("fsync_ms")), mbs(raw, g.get("ms")), mbs(raw, z["ms"])
-        met = "–" if dv is None or gf is None else ("yes" if dv >= SNAPSHOT_TARGET * gf else "**no**")
+        rf, rp = d.get("paired_ratio_fsync"), d.get("paired_ratio")
+        met = "–" if rf is None else ("yes" if rf >= SNAPSHOT_TARGET else "**no**")
         lines.append(
             f"| level {level} | {cell(dv, d['save_ms'])} | {cell(gf, g.get('fsync_ms'))} | {cell(gp, g.get('ms'))} | "
-            f"{cell(zv, z['ms'])} | {ratio(dv, gf)} | {ratio(dv, gp)} | ≥ {SNAPSHOT_TARGET}× gzip -{level} | {met} |"
+            f"{cell(zv, z['ms'])} | {'–' if rf is None else f'{rf:.2f}×'} | {'–' if rp is None else f'{rp:.2f}×'} | "
+            f"≥ {SNAPSHOT_TARGET}× gzip -{level} | {met} |"
         )
     r = res["restore"]
     padded = res["doryd"][6]
@@ -810,21 +838,30 @@ def snapshot_table(opts, title: str, res: dict) -> str:
         f"| same, with the padding a known key (1 run, the level-6 start; {padded['pre_main_ms']:.0f} ms of padding "
         f"generation before main left out) | {padded_ready:.0f} ms | {padded_ready - r['empty_ready_ms']:.0f} ms |",
         "",
+        "- Ratios (and \"met\"): median over the %d saves of gzip's time ÷ doryd's save time, each save paired with "
+        "the gzip run right after it; MB/s = envelope bytes ÷ median time (10⁶ bytes)." % n,
         "- Sizes: snapshot envelope %s B (state: counter + %s B of random letters and digits); compressed by doryd "
         "level 1 %s B, level 6 %s B; by gzip -1 %s B, gzip -6 %s B."
         % (f"{raw:,}", f"{opts.snapshot_bytes - 32:,}", f"{res['doryd'][1]['compressed_bytes']:,}",
            f"{res['doryd'][6]['compressed_bytes']:,}",
-           f"{res['gzip'].get(1, {}).get('compressed_bytes', 0):,}", f"{res['gzip'].get(6, {}).get('compressed_bytes', 0):,}"),
+           f"{res['doryd'][1].get('gzip', {}).get('compressed_bytes', 0):,}",
+           f"{res['doryd'][6].get('gzip', {}).get('compressed_bytes', 0):,}"),
         "- doryd: `duration_ms` of the `snapshot saved` log line (capture → JSON → hash → gzip → write → fsync → rename → "
         "directory fsync; whole milliseconds) of SIGUSR1 saves, level 1: %s ms, level 6: %s ms. Shutdown save "
         "(SIGTERM → exit %.0f / %.0f ms): %s / %s ms."
         % (res["doryd"][1]["save_ms_all"], res["doryd"][6]["save_ms_all"], res["doryd"][1]["sigterm_ms"],
            res["doryd"][6]["sigterm_ms"], res["doryd"][1]["shutdown_save_ms"], res["doryd"][6]["shutdown_save_ms"]),
-        "- gzip: `gzip -N -n -c envelope.json > out` on the decompressed doryd snapshot, timed to gzip's exit and to "
-        "an `fsync` of out (no rename, no directory fsync); zlib: Python's `zlib.compressobj(N, DEFLATED, 31)` on the "
-        "same bytes, the library doryd links. Every file is on the temporary directory's filesystem (%s)."
-        % res.get("filesystem", "?"),
-        "- Restore: the snapshot directory copied afresh for each start (page cache warm); recovery decision %s. The "
+        "- All runs, ms: " + "; ".join(
+            f"gzip -{lv} {res['doryd'][lv].get('gzip', {}).get('ms_all')} (+fsync {res['doryd'][lv].get('gzip', {}).get('fsync_ms_all')}), "
+            f"zlib {lv} {res['doryd'][lv]['zlib']['ms_all']}" for lv in (1, 6)) + ".",
+        "- gzip: `gzip -N -n -c envelope.json > out` on the envelope of doryd's first snapshot (decompressed), timed "
+        "to gzip's exit and to an `fsync` of out (no rename, no directory fsync); zlib: Python's "
+        "`zlib.compressobj(N, DEFLATED, 31)` on the same bytes, the library doryd links. One gzip and one zlib run "
+        "right after each doryd save, so each trio sees the same machine load; one untimed warm-up each. Every file "
+        "is on the temporary directory's filesystem (%s). Load average %s at the section's start, %s at its end."
+        % (res.get("filesystem", "?"), res.get("load_start", "?"), res.get("load_end", "?")),
+        "- Restore: alternating with the empty starts; the snapshot directory copied afresh for each start (page "
+        "cache warm); recovery decision %s. The "
         "demo without `--state-bytes` restores the counter and ignores the unknown `padding` key, so its startup save "
         "is a small new generation; with the key known (the level-6 run) the startup save is skipped as unchanged."
         % ", ".join(f"`{x}`" for x in r["decisions"] + ([padded["decision"]] if padded["decision"] not in r["decisions"] else [])),
