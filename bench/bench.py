@@ -949,7 +949,7 @@ def main() -> int:
         block, res = SECTIONS[name](opts)
         out += [block, ""]
         all_results[name] = res
-    out.append(f"_Bench took {time.perf_counter() - started:.0f} s._")
+    out.append(f"_Bench took {time.perf_counter() - started:.0f} s; load average {loadavg()} (1, 5, 15 min) at the end._")
     print("\n".join(out))
     if opts.json:
         opts.json.write_text(json.dumps(all_results, indent=2, default=str) + "\n")
