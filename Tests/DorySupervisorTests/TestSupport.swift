@@ -1,3 +1,4 @@
+@preconcurrency import Dispatch
 import Glibc
 import Synchronization
 
@@ -40,8 +41,16 @@ func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t) {
 
 func readFile(_ path: String) -> String? { ProcessTable.readSmallFile(path) }
 
+/// Runs a command to completion on a Dispatch thread (never blocking Swift's cooperative pool, which the
+/// server-side tasks under test need), capturing stdout.
+func run(_ command: [String], environment: [String] = ChildEnvironment.current()) async -> (status: Int32, output: String) {
+    await withCheckedContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(returning: runBlocking(command, environment: environment)) }
+    }
+}
+
 /// Runs a command to completion, capturing stdout (tests only; waits for that pid alone).
-func run(_ command: [String], environment: [String] = ChildEnvironment.current()) -> (status: Int32, output: String) {
+func runBlocking(_ command: [String], environment: [String] = ChildEnvironment.current()) -> (status: Int32, output: String) {
     var pipeFDs: [Int32] = [0, 0]
     pipe(&pipeFDs)
     for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
