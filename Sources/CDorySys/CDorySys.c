@@ -80,3 +80,17 @@ long dory_recv_with_credentials(int fd, void *buffer, unsigned long length, int 
     }
     return (long)n;
 }
+
+int dory_accept4(int fd, struct sockaddr *address, unsigned int *length, int flags) {
+    return accept4(fd, address, (socklen_t *)length, flags);
+}
+
+int dory_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int dory_peer_uid(int fd, unsigned int *uid) {
+    struct ucred credentials;
+    socklen_t length = sizeof(credentials);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *uid = credentials.uid;
+    return 0;
+}

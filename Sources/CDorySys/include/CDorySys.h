@@ -33,4 +33,11 @@ int dory_cloexec_from(unsigned int from);
 /// recvmsg of one datagram with SCM_CREDENTIALS: returns the byte count (or -1 with errno); sets *pid/*uid
 /// (-1 when no credentials came), *truncated (MSG_TRUNC) and closes every SCM_RIGHTS descriptor at once.
 long dory_recv_with_credentials(int fd, void *buffer, unsigned long length, int *pid, int *uid, int *truncated);
+
+struct sockaddr;
+/// accept4(2) and pipe2(2), which sit behind _GNU_SOURCE and so are not exported by Swift's Glibc module.
+int dory_accept4(int fd, struct sockaddr *address, unsigned int *length, int flags);
+int dory_pipe2(int fds[2], int flags);
+/// SO_PEERCRED's uid of the peer of a Unix socket: 0 and *uid set, or -1 with errno.
+int dory_peer_uid(int fd, unsigned int *uid);
 #endif
