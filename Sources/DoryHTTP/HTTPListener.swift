@@ -126,7 +126,7 @@ final class ListeningSocket: PollTarget, @unchecked Sendable {
         self.onlyOwnUID = onlyOwnUID
     }
 
-    override func handleEvents(_ revents: Int16) {
+    override func handleEvents(_ revents: UInt32) {
         let context = loop.context
         for _ in 0..<64 {
             let connectionFD = SystemCalls.acceptConnection(fd)
@@ -157,7 +157,7 @@ final class ListeningSocket: PollTarget, @unchecked Sendable {
             }
             let connection = HTTPConnection(fd: connectionFD, loop: loop)
             loop.connectionCount += 1
-            loop.register(connection, fd: connectionFD, events: Int16(POLLIN))
+            loop.register(connection, fd: connectionFD, events: SystemCalls.epollIn)
         }
     }
 
@@ -172,7 +172,7 @@ final class ListeningSocket: PollTarget, @unchecked Sendable {
         if pausedUntil != 0 && now >= pausedUntil {
             pausedUntil = 0
             loop.pausedListenerCount -= 1
-            loop.setEvents(self, Int16(POLLIN))
+            loop.setEvents(self, SystemCalls.epollIn)
         }
     }
 

@@ -31,7 +31,7 @@ public final class HTTPServer: Sendable {
         let socket = ListeningSocket(
             fd: bound.fd, loop: loop, isTCP: bound.port != nil, unixPath: bound.unixPath, onlyOwnUID: bound.onlyOwnUID)
         let loop = loop
-        loop.execute { loop.register(socket, fd: bound.fd, events: Int16(POLLIN)) }
+        loop.execute { loop.register(socket, fd: bound.fd, events: SystemCalls.epollIn) }
         return HTTPListener(address: address, kind: bound.kind, port: bound.port, socket: socket)
     }
 
