@@ -207,6 +207,7 @@ final class HTTPConnection: PollTarget, @unchecked Sendable {
             case .done:
                 break
             case .tooLarge(let bytesRead):
+                let tooLarge = self.tooLarge
                 finishBody()
                 responseKeepAlive = false
                 if let tooLarge {
