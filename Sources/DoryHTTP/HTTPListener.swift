@@ -50,6 +50,8 @@ public struct HTTPBindError: Error, Sendable, Equatable, CustomStringConvertible
         case invalidHost
         /// The port is outside 0...65535.
         case invalidPort
+        /// `listen` was called after `HTTPServer.close()`.
+        case serverClosed
     }
 
     public var address: String
@@ -80,6 +82,8 @@ public struct HTTPBindError: Error, Sendable, Equatable, CustomStringConvertible
             "cannot listen on \(address): the host must be an IPv4 or IPv6 address"
         case .invalidPort:
             "cannot listen on \(address): the port must be within 0...65535"
+        case .serverClosed:
+            "cannot listen on \(address): the server is closed"
         }
     }
 }

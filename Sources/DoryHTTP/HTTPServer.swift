@@ -27,6 +27,9 @@ public final class HTTPServer: Sendable {
     /// Binds and listens on `address` now (errors are thrown here), then serves it on the loop.
     @discardableResult
     public func listen(_ address: HTTPListenAddress) throws(HTTPBindError) -> HTTPListener {
+        guard !closed.load(ordering: .acquiring) else {
+            throw HTTPBindError(address: address.description, reason: .serverClosed)
+        }
         let bound = try SocketBinding.bind(address, backlog: context.backlog)
         let socket = ListeningSocket(
             fd: bound.fd, loop: loop, isTCP: bound.port != nil, unixPath: bound.unixPath, onlyOwnUID: bound.onlyOwnUID)

@@ -288,6 +288,9 @@ import Testing
         server.close()
         #expect(connection.closedByPeer(within: 3))
         #expect(throws: (any Error).self) { try RawConnection(port: port) }
+        #expect(throws: HTTPBindError(address: "tcp *:0", reason: .serverClosed)) {
+            try server.listen(.tcp(host: nil, port: 0))
+        }
     }
 
     @Test func seededRandomBytesNeverBreakTheServer() throws {
