@@ -15,6 +15,7 @@ int dory_errno(void) { return errno; }
 #include <spawn.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/close_range.h>
@@ -93,4 +94,12 @@ int dory_peer_uid(int fd, unsigned int *uid) {
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
     *uid = credentials.uid;
     return 0;
+}
+
+int dory_epoll_create1(int flags) { return epoll_create1(flags); }
+int dory_epoll_ctl(int epfd, int operation, int fd, void *event) {
+    return epoll_ctl(epfd, operation, fd, (struct epoll_event *)event);
+}
+int dory_epoll_wait(int epfd, void *events, int capacity, int timeout) {
+    return epoll_wait(epfd, (struct epoll_event *)events, capacity, timeout);
 }

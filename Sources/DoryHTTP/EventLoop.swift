@@ -1,14 +1,17 @@
 import Glibc
 import Synchronization
 
-/// Something the event loop polls: a listening socket, a connection or the wake-up pipe.
+/// Something the event loop watches: a listening socket, a connection or the wake-up pipe.
 /// Subclasses are used only on the loop thread.
 class PollTarget {
-    /// Index in the loop's poll arrays; -1 when not registered.
+    /// Slot in the loop's table; -1 when not registered.
     var pollIndex = -1
+    /// The epoll interest currently registered.
+    var interest: UInt32 = 0
+    var watchedFD: Int32 = -1
 
-    /// Handles `revents` reported by `poll(2)`.
-    func handleEvents(_ revents: Int16) {}
+    /// Handles the epoll event mask.
+    func handleEvents(_ events: UInt32) {}
 
     /// Periodic timeout check.
     func sweep(now: UInt64) {}
@@ -23,13 +26,12 @@ class PollTarget {
     func beginShutdown() {}
 }
 
-/// One thread running `poll(2)` over every socket of a server.
+/// One thread running a level-triggered epoll loop over every socket of a server.
 ///
 /// Threading: all sockets, connections and their buffers are confined to this thread. Other threads
 /// talk to it only through `execute`, a mutex-guarded task list plus a byte on a wake-up pipe.
 /// Handlers run on this thread and answer synchronously (no hop, no allocation for the hand-off) or
-/// later through the mailbox. `poll` rather than epoll because the Glibc module does not export epoll;
-/// with the connection cap (512) a poll set stays small.
+/// later through the mailbox.
 final class EventLoop: @unchecked Sendable {
     let context: ServerContext
 
@@ -37,13 +39,17 @@ final class EventLoop: @unchecked Sendable {
     private let mailbox = Mutex<[@Sendable () -> Void]>([])
     private let wakeRead: Int32
     private let wakeWrite: Int32
+    private let epoll: Int32
     private let loopThread = Atomic<UInt>(0)
     private let wakePending = Atomic<Bool>(false)
+    private let threadHandle = Mutex<pthread_t?>(nil)
 
     // Loop-confined.
-    private var pollFDs: [pollfd] = []
-    private var targets: [PollTarget] = []
-    private var vacated: [Int] = []
+    /// Registered targets by slot; an event carries its slot and the slot's generation, so an event
+    /// for a target closed earlier in the same batch never reaches the slot's next owner.
+    private var slots: [PollTarget?] = []
+    private var generations: [UInt32] = []
+    private var freeSlots: [Int] = []
     private(set) var now: UInt64 = SystemCalls.monotonicNanoseconds()
     private var nextSweep: UInt64 = 0
     private var stopping = false
@@ -52,21 +58,33 @@ final class EventLoop: @unchecked Sendable {
     /// Listeners waiting out a descriptor shortage (they need the periodic sweep).
     var pausedListenerCount = 0
     private(set) var isStopping = false
-    private var thread: pthread_t?
     private let tick: UInt64
+    private static let batchSize = 256
 
     init(context: ServerContext) throws(HTTPBindError) {
         self.context = context
+        epoll = SystemCalls.epollCreate()
+        if epoll < 0 {
+            throw HTTPBindError(address: "event loop", reason: .system(operation: "epoll_create1", errno: errno))
+        }
         switch SystemCalls.makePipe() {
         case .success(let (readEnd, writeEnd)):
             wakeRead = readEnd
             wakeWrite = writeEnd
         case .failure(let error):
+            Glibc.close(epoll)
             throw HTTPBindError(address: "event loop", reason: .system(operation: error.operation, errno: error.errno))
         }
         let shortest = min(context.headerTimeoutNanos, context.idleTimeoutNanos)
         tick = min(250_000_000, max(5_000_000, shortest / 5))
-        register(WakeUp(loop: self), fd: wakeRead, events: Int16(POLLIN))
+        register(WakeUp(loop: self), fd: wakeRead, events: SystemCalls.epollIn)
+    }
+
+    deinit {
+        // Closed here, not when the thread ends: a late responder may still write a wake-up byte.
+        Glibc.close(wakeRead)
+        Glibc.close(wakeWrite)
+        Glibc.close(epoll)
     }
 
     /// Whether the caller runs on the loop thread.
@@ -86,7 +104,7 @@ final class EventLoop: @unchecked Sendable {
                 return nil
             }, box)
         precondition(result == 0, "pthread_create failed: \(SystemCalls.errnoText(result))")
-        self.thread = thread
+        threadHandle.withLock { $0 = thread }
     }
 
     /// Runs `task` on the loop thread soon (thread-safe).
@@ -105,47 +123,69 @@ final class EventLoop: @unchecked Sendable {
             stopping = true
             isStopping = true
             stopDeadline = now &+ gracePeriodNanos
-            for target in targets { target.beginShutdown() }
+            for case let target? in slots { target.beginShutdown() }
         }
     }
 
     /// Waits for the loop thread to end (not from the loop thread itself).
     func join() {
-        guard !isLoopThread, let thread else { return }
+        guard !isLoopThread, let thread = threadHandle.withLock({ $0.take() }) else { return }
         pthread_join(thread, nil)
-        self.thread = nil
     }
 
     // MARK: Registration (loop thread)
 
-    func register(_ target: PollTarget, fd: Int32, events: Int16) {
-        target.pollIndex = pollFDs.count
-        pollFDs.append(pollfd(fd: fd, events: events, revents: 0))
-        targets.append(target)
+    func register(_ target: PollTarget, fd: Int32, events: UInt32) {
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = target
+        } else {
+            slot = slots.count
+            slots.append(target)
+            generations.append(0)
+        }
+        target.pollIndex = slot
+        target.interest = events
+        target.watchedFD = fd
+        let error = SystemCalls.epollControl(epoll, SystemCalls.epollAdd, fd, events: events, data: eventData(slot))
+        if error != 0 {
+            // Only ENOMEM/ENOSPC are possible here; the target cannot be served.
+            unregister(target)
+            target.closeTarget()
+        }
     }
 
-    /// Removes a target; its slot is reclaimed after the current poll round.
+    /// Stops watching a target (call before closing its descriptor).
     func unregister(_ target: PollTarget) {
-        let index = target.pollIndex
-        guard index >= 0 else { return }
-        pollFDs[index].fd = -1
-        pollFDs[index].events = 0
-        pollFDs[index].revents = 0
+        let slot = target.pollIndex
+        guard slot >= 0 else { return }
+        _ = SystemCalls.epollControl(epoll, SystemCalls.epollDelete, target.watchedFD, events: 0, data: 0)
+        slots[slot] = nil
+        generations[slot] &+= 1
+        freeSlots.append(slot)
         target.pollIndex = -1
-        vacated.append(index)
+        target.watchedFD = -1
     }
 
     @inline(__always)
-    func setEvents(_ target: PollTarget, _ events: Int16) {
-        let index = target.pollIndex
-        if index >= 0 && pollFDs[index].events != events { pollFDs[index].events = events }
+    func setEvents(_ target: PollTarget, _ events: UInt32) {
+        guard target.interest != events, target.pollIndex >= 0 else { return }
+        target.interest = events
+        _ = SystemCalls.epollControl(
+            epoll, SystemCalls.epollModify, target.watchedFD, events: events, data: eventData(target.pollIndex))
+    }
+
+    @inline(__always)
+    private func eventData(_ slot: Int) -> UInt64 {
+        UInt64(generations[slot]) << 32 | UInt64(slot)
     }
 
     /// Closes the connection idle the longest (or a lingering one) to make room; false if none may be evicted.
     func evictLongestIdle() -> Bool {
         var victim: PollTarget?
         var oldest = UInt64.max
-        for target in targets where target.pollIndex >= 0 {
+        for case let target? in slots {
             if let key = target.evictionKey, key < oldest {
                 oldest = key
                 victim = target
@@ -161,61 +201,38 @@ final class EventLoop: @unchecked Sendable {
 
     private func run() {
         loopThread.store(UInt(pthread_self()), ordering: .releasing)
+        let stride = SystemCalls.epollEventStride
+        let events = UnsafeMutableRawPointer.allocate(byteCount: Self.batchSize * stride, alignment: 8)
+        defer { events.deallocate() }
         while true {
-            reclaimVacatedSlots()
             if stopping && (connectionCount == 0 || now >= stopDeadline) { break }
-            let timeout: Int32 = (connectionCount > 0 || stopping || pausedListenerCount > 0) ? Int32(tick / 1_000_000) : -1
-            let ready = poll(&pollFDs, nfds_t(pollFDs.count), timeout)
+            let timeout: Int32 =
+                (connectionCount > 0 || stopping || pausedListenerCount > 0) ? Int32(tick / 1_000_000) : -1
+            let ready = SystemCalls.epollWait(epoll, events, capacity: Int32(Self.batchSize), timeout: timeout)
             now = SystemCalls.monotonicNanoseconds()
             if ready > 0 {
-                var remaining = ready
-                var index = 0
-                let count = pollFDs.count
-                while index < count && remaining > 0 {
-                    let revents = pollFDs[index].revents
-                    if revents != 0 {
-                        remaining -= 1
-                        pollFDs[index].revents = 0
-                        if pollFDs[index].fd >= 0 { targets[index].handleEvents(revents) }
+                for index in 0..<Int(ready) {
+                    let event = events + index * stride
+                    let mask = event.loadUnaligned(as: UInt32.self)
+                    let data = event.loadUnaligned(fromByteOffset: SystemCalls.epollDataOffset, as: UInt64.self)
+                    let slot = Int(data & 0xFFFF_FFFF)
+                    guard slot < slots.count, generations[slot] == UInt32(data >> 32), let target = slots[slot] else {
+                        continue
                     }
-                    index += 1
+                    target.handleEvents(mask)
                 }
             } else if ready < 0 && errno != EINTR {
-                fatalError("poll failed: \(SystemCalls.errnoText(errno))")
+                fatalError("epoll_wait failed: \(SystemCalls.errnoText(errno))")
             }
             if now >= nextSweep {
                 nextSweep = now &+ tick
-                for target in targets where target.pollIndex >= 0 { target.sweep(now: now) }
+                for case let target? in slots { target.sweep(now: now) }
             }
         }
         // Force-close whatever is left.
-        for target in targets where target.pollIndex >= 0 { target.closeTarget() }
-        reclaimVacatedSlots()
+        for case let target? in slots { target.closeTarget() }
         runMailbox()
-        targets.removeAll()
-        pollFDs.removeAll()
-    }
-
-    deinit {
-        // Closed here, not when the thread ends: a late responder may still write a wake-up byte.
-        Glibc.close(wakeRead)
-        Glibc.close(wakeWrite)
-    }
-
-    private func reclaimVacatedSlots() {
-        guard !vacated.isEmpty else { return }
-        vacated.sort(by: >)
-        for index in vacated {
-            let last = pollFDs.count - 1
-            if index != last {
-                pollFDs[index] = pollFDs[last]
-                targets[index] = targets[last]
-                targets[index].pollIndex = index
-            }
-            pollFDs.removeLast()
-            targets.removeLast()
-        }
-        vacated.removeAll(keepingCapacity: true)
+        slots.removeAll()
     }
 
     fileprivate func runMailbox() {
@@ -239,7 +256,7 @@ private final class WakeUp: PollTarget {
     unowned let loop: EventLoop
     init(loop: EventLoop) { self.loop = loop }
 
-    override func handleEvents(_ revents: Int16) {
+    override func handleEvents(_ events: UInt32) {
         loop.drainWakePipe()
         loop.runMailbox()
     }

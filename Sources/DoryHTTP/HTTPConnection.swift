@@ -65,14 +65,14 @@ final class HTTPConnection: PollTarget, @unchecked Sendable {
 
     // MARK: Poll events
 
-    override func handleEvents(_ revents: Int16) {
-        if revents & Int16(POLLOUT) != 0 {
+    override func handleEvents(_ revents: UInt32) {
+        if revents & SystemCalls.epollOut != 0 {
             flush()
             if phase == .closed { return }
         }
-        if revents & Int16(POLLIN) != 0 {
+        if revents & SystemCalls.epollIn != 0 {
             onReadable()
-        } else if revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
+        } else if revents & (SystemCalls.epollHup | SystemCalls.epollErr) != 0 {
             close()
         }
     }
@@ -306,18 +306,18 @@ final class HTTPConnection: PollTarget, @unchecked Sendable {
     }
 
     private func updateInterest() {
-        var events: Int16 = 0
+        var events: UInt32 = 0
         if !output.isEmpty {
-            events = Int16(POLLOUT)
+            events = SystemCalls.epollOut
         } else {
             switch phase {
             case .awaitingHead, .readingBody:
-                if !peerClosed { events = Int16(POLLIN) }
+                if !peerClosed { events = SystemCalls.epollIn }
             case .awaitingResponse:
-                // Keep reading pipelined bytes while there is room; notice a vanished peer via POLLHUP.
-                if !peerClosed && input.readableCount < context.maxInputBytes { events = Int16(POLLIN) }
+                // Keep reading pipelined bytes while there is room; notice a vanished peer via EPOLLHUP.
+                if !peerClosed && input.readableCount < context.maxInputBytes { events = SystemCalls.epollIn }
             case .lingering:
-                events = Int16(POLLIN)
+                events = SystemCalls.epollIn
             case .finishing, .closed:
                 break
             }

@@ -50,6 +50,8 @@ public struct HTTPBindError: Error, Sendable, Equatable, CustomStringConvertible
         case invalidHost
         /// The port is outside 0...65535.
         case invalidPort
+        /// `listen` was called after `HTTPServer.close()`.
+        case serverClosed
     }
 
     public var address: String
@@ -80,6 +82,8 @@ public struct HTTPBindError: Error, Sendable, Equatable, CustomStringConvertible
             "cannot listen on \(address): the host must be an IPv4 or IPv6 address"
         case .invalidPort:
             "cannot listen on \(address): the port must be within 0...65535"
+        case .serverClosed:
+            "cannot listen on \(address): the server is closed"
         }
     }
 }
@@ -126,7 +130,7 @@ final class ListeningSocket: PollTarget, @unchecked Sendable {
         self.onlyOwnUID = onlyOwnUID
     }
 
-    override func handleEvents(_ revents: Int16) {
+    override func handleEvents(_ revents: UInt32) {
         let context = loop.context
         for _ in 0..<64 {
             let connectionFD = SystemCalls.acceptConnection(fd)
@@ -157,7 +161,7 @@ final class ListeningSocket: PollTarget, @unchecked Sendable {
             }
             let connection = HTTPConnection(fd: connectionFD, loop: loop)
             loop.connectionCount += 1
-            loop.register(connection, fd: connectionFD, events: Int16(POLLIN))
+            loop.register(connection, fd: connectionFD, events: SystemCalls.epollIn)
         }
     }
 
@@ -172,7 +176,7 @@ final class ListeningSocket: PollTarget, @unchecked Sendable {
         if pausedUntil != 0 && now >= pausedUntil {
             pausedUntil = 0
             loop.pausedListenerCount -= 1
-            loop.setEvents(self, Int16(POLLIN))
+            loop.setEvents(self, SystemCalls.epollIn)
         }
     }
 

@@ -27,11 +27,14 @@ public final class HTTPServer: Sendable {
     /// Binds and listens on `address` now (errors are thrown here), then serves it on the loop.
     @discardableResult
     public func listen(_ address: HTTPListenAddress) throws(HTTPBindError) -> HTTPListener {
+        guard !closed.load(ordering: .acquiring) else {
+            throw HTTPBindError(address: address.description, reason: .serverClosed)
+        }
         let bound = try SocketBinding.bind(address, backlog: context.backlog)
         let socket = ListeningSocket(
             fd: bound.fd, loop: loop, isTCP: bound.port != nil, unixPath: bound.unixPath, onlyOwnUID: bound.onlyOwnUID)
         let loop = loop
-        loop.execute { loop.register(socket, fd: bound.fd, events: Int16(POLLIN)) }
+        loop.execute { loop.register(socket, fd: bound.fd, events: SystemCalls.epollIn) }
         return HTTPListener(address: address, kind: bound.kind, port: bound.port, socket: socket)
     }
 

@@ -72,11 +72,8 @@ final class RawConnection {
         let result = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
         }
-        guard result == 0 else {
-            let code = errno
-            Glibc.close(fd)
-            throw TestError("connect: \(SystemCalls.errnoText(code))")
-        }
+        // No close here: a class whose stored properties are all set runs deinit (which closes) when init throws.
+        guard result == 0 else { throw TestError("connect: \(SystemCalls.errnoText(errno))") }
     }
 
     convenience init(port: Int, host: String = "127.0.0.1") throws {

@@ -38,6 +38,10 @@ struct sockaddr;
 /// accept4(2) and pipe2(2), which sit behind _GNU_SOURCE and so are not exported by Swift's Glibc module.
 int dory_accept4(int fd, struct sockaddr *address, unsigned int *length, int flags);
 int dory_pipe2(int fds[2], int flags);
+/// epoll(7), whose header Swift's Glibc module leaves out. `events` points at `struct epoll_event` records.
+int dory_epoll_create1(int flags);
+int dory_epoll_ctl(int epfd, int operation, int fd, void *event);
+int dory_epoll_wait(int epfd, void *events, int capacity, int timeout);
 /// SO_PEERCRED's uid of the peer of a Unix socket: 0 and *uid set, or -1 with errno.
 int dory_peer_uid(int fd, unsigned int *uid);
 #endif
