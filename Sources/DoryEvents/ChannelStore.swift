@@ -192,13 +192,13 @@ public final class ChannelStore: Sendable {
     }
 
     /// Validates the `aggregates` and `channels` members; the first wrong one is named.
-    static func validate(aggregates: JSONObject, channels: JSONObject) throws(StateRestoreError)
+    static func validate(aggregates: JSONObject, channels: JSONObject) throws(EventStateError)
         -> ([ChannelAddress: AggregateRecord], [ChannelAddress: Int64])
     {
         var aggs: [ChannelAddress: AggregateRecord] = [:]
         for (key, value) in aggregates {
             guard let address = ChannelAddress(key: key), let record = AggregateRecord(json: value) else {
-                throw StateRestoreError(member: "aggregates", reason: "entry \"\(key)\" is not an aggregate")
+                throw EventStateError(member: "aggregates", reason: "entry \"\(key)\" is not an aggregate")
             }
             aggs[address] = record
         }
@@ -207,7 +207,7 @@ public final class ChannelStore: Sendable {
             guard let address = ChannelAddress(key: key), case .string(let s) = value,
                   let id = IDValue.parseDigits(s)
             else {
-                throw StateRestoreError(member: "channels", reason: "entry \"\(key)\" is not a decimal message id")
+                throw EventStateError(member: "channels", reason: "entry \"\(key)\" is not a decimal message id")
             }
             ids[address] = id
         }

@@ -6,7 +6,7 @@ public typealias TagMap = [String: JSONObject]
 
 /// A workload state member of the wrong shape (§7.1 "Restore"): for `POST /state`, 400 `invalid_state` naming
 /// `member` in `fields`.
-public struct StateRestoreError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct EventStateError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `tag_values`, `aggregates` or `channels`.
     public let member: String
     public let reason: String
@@ -72,35 +72,35 @@ public final class EventState: Sendable {
 
     /// Validates the whole state first (a wrong member fails the restore and changes nothing), then restores it:
     /// `tag_values` replaces the committed map; aggregates and ids never move backwards (§7.1).
-    public func restore(_ state: JSONObject) throws(StateRestoreError) {
+    public func restore(_ state: JSONObject) throws(EventStateError) {
         var map: TagMap = [:]
         switch state["tag_values"] {
         case nil: break
         case .object(let o)?:
             for (app, entry) in o {
                 guard !app.isEmpty, case .object(let values) = entry else {
-                    throw StateRestoreError(member: "tag_values", reason: "app entry \"\(app)\" is not an object")
+                    throw EventStateError(member: "tag_values", reason: "app entry \"\(app)\" is not an object")
                 }
                 if values.values.contains(.null) {
-                    throw StateRestoreError(member: "tag_values", reason: "app entry \"\(app)\" holds a null value")
+                    throw EventStateError(member: "tag_values", reason: "app entry \"\(app)\" holds a null value")
                 }
                 if !values.isEmpty { map[app] = values }
             }
         default:
-            throw StateRestoreError(member: "tag_values", reason: "expected an object")
+            throw EventStateError(member: "tag_values", reason: "expected an object")
         }
-        func member(_ name: String) throws(StateRestoreError) -> JSONObject {
+        func member(_ name: String) throws(EventStateError) -> JSONObject {
             switch state[name] {
             case nil: return [:]
             case .object(let o)?: return o
-            default: throw StateRestoreError(member: name, reason: "expected an object")
+            default: throw EventStateError(member: name, reason: "expected an object")
             }
         }
         let (aggs, ids) = try ChannelStore.validate(aggregates: try member("aggregates"), channels: try member("channels"))
         do throws(ChannelWriteError) {
             try channels.restore(aggregates: aggs, channels: ids)
         } catch {
-            throw StateRestoreError(member: "aggregates", reason: error.message)
+            throw EventStateError(member: "aggregates", reason: error.message)
         }
         setTagValues(map)
     }

@@ -162,3 +162,20 @@ extension JSONValue {
         return nil
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fresh directory under the system temp dir, removed on deinit.
+final class TemporaryDirectory: Sendable {
+    let path: String
+    init() throws {
+        var template = Array("/tmp/dory-events-XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else { throw FileSystemError(operation: "mkdtemp", path: "/tmp", errno: errno) }
+        path = String(cString: p)
+    }
+    deinit {
+        _ = system("rm -rf '\(path)'")
+    }
+}
