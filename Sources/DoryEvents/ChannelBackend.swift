@@ -68,6 +68,16 @@ public final class InMemoryChannelBackend: ChannelBackend {
         var active: [[UInt8]] = []
         var activeBytes = 0
         var aggregate: AggregateRecord?
+
+        mutating func append(_ line: [UInt8], size: Int, rotateAbove: Int) {
+            if activeBytes > 0, activeBytes + size > rotateAbove {
+                old = active
+                active = []
+                activeBytes = 0
+            }
+            active.append(line)
+            activeBytes += size
+        }
     }
 
     private let channels = Mutex<[ChannelAddress: Channel]>([:])
@@ -92,16 +102,9 @@ public final class InMemoryChannelBackend: ChannelBackend {
             throw ChannelStorageError("append \(channel.key): Input/output error (injected)")
         }
         channels.withLock { all in
-            var c = all[channel] ?? Channel()
+            // Mutate in place: copying the channel out of the dictionary would copy its arrays on every append.
             let size = line.count + 1
-            if c.activeBytes > 0, c.activeBytes + size > rotateAbove {
-                c.old = c.active
-                c.active = []
-                c.activeBytes = 0
-            }
-            c.active.append(line)
-            c.activeBytes += size
-            all[channel] = c
+            all[channel, default: Channel()].append(line, size: size, rotateAbove: rotateAbove)
         }
     }
 
@@ -113,11 +116,7 @@ public final class InMemoryChannelBackend: ChannelBackend {
     }
 
     public func writeAggregate(_ record: AggregateRecord, for channel: ChannelAddress) throws(ChannelStorageError) {
-        channels.withLock { all in
-            var c = all[channel] ?? Channel()
-            c.aggregate = record
-            all[channel] = c
-        }
+        channels.withLock { all in all[channel, default: Channel()].aggregate = record }
     }
 
     /// Number of retention segments holding lines (tests).

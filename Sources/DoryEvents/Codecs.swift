@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import DoryState
+import Synchronization
 
 /// Base64 (RFC 4648 §4, standard alphabet) as the default ingestion parser reads it (§6.3): ASCII whitespace is
 /// ignored, `=` padding is optional but must be correct when present.
@@ -87,13 +88,28 @@ public enum CRC32 {
 
 /// UUID version 7 in lowercase canonical form: 48-bit Unix ms, version, 74 random bits (unique across restarts).
 public enum UUIDv7 {
+    /// SplitMix64 seeded once from the system generator: no system call per id.
+    private static let random = Mutex<UInt64>({
+        var system = SystemRandomNumberGenerator()
+        return system.next()
+    }())
+
+    private static func next() -> UInt64 {
+        random.withLock { state in
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
     public static func make(millis: Int64 = WallClock.nowMillis()) -> String {
-        var rng = SystemRandomNumberGenerator()
         var bytes = [UInt8](repeating: 0, count: 16)
         let ms = UInt64(max(millis, 0))
         for i in 0..<6 { bytes[i] = UInt8((ms >> UInt64(8 * (5 - i))) & 0xFF) }
-        let r1 = rng.next() as UInt64
-        let r2 = rng.next() as UInt64
+        let r1 = next()
+        let r2 = next()
         for i in 0..<2 { bytes[6 + i] = UInt8((r1 >> UInt64(8 * i)) & 0xFF) }
         for i in 0..<8 { bytes[8 + i] = UInt8((r2 >> UInt64(8 * i)) & 0xFF) }
         bytes[6] = (bytes[6] & 0x0F) | 0x70

@@ -15,6 +15,14 @@ public final class EventMetrics: Sendable {
         var buckets = [UInt64](repeating: 0, count: EventMetrics.durationBounds.count)
         var count: UInt64 = 0
         var sum: Double = 0
+
+        mutating func observe(_ seconds: Double) {
+            count += 1
+            sum += seconds
+            for i in 0..<EventMetrics.durationBounds.count where seconds <= EventMetrics.durationBounds[i] {
+                buckets[i] += 1
+            }
+        }
     }
 
     struct Store {
@@ -53,11 +61,7 @@ public final class EventMetrics: Sendable {
         store.withLock { s in
             s.invocations[label + "|" + status.rawValue, default: 0] += 1
             if let skipReason { s.skips[skipReason.rawValue, default: 0] += 1 }
-            var h = s.durations[label] ?? Histogram()
-            h.count += 1
-            h.sum += seconds
-            for (i, bound) in EventMetrics.durationBounds.enumerated() where seconds <= bound { h.buckets[i] += 1 }
-            s.durations[label] = h
+            s.durations[label, default: Histogram()].observe(seconds)
         }
     }
 

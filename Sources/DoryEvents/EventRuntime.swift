@@ -39,6 +39,7 @@ public final class EventRuntime: Sendable {
     /// Called at S16 before `invocation finished` to flush captured standard output (§10.3); nil = nothing to do.
     public let flushCapturedOutput: (@Sendable () -> Void)?
     let gate = AsyncGate()
+    let watchdog = Watchdog()
 
     public init(base: Deployment, state: EventState, tagWriter: any TagCommitWriter = InMemoryTagCommitWriter(),
                 functionName: String?, functionVersion: String?, timeoutSeconds: Double = 300,

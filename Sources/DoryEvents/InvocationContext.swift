@@ -34,6 +34,8 @@ final class InvocationContext: Sendable {
         var buffer: TagBuffer
         var ended = false
         var setupEntered = false
+        /// The `doryd.events` logger for the current `app_id` (rebuilt after S7).
+        var eventsLogger: Logger?
     }
 
     @TaskLocal static var current: InvocationContext?
@@ -81,6 +83,22 @@ final class InvocationContext: Sendable {
         }
     }
 
+    /// The pipeline's `doryd.events` logger, cached until the deployment changes.
+    var eventsLogger: Logger {
+        if let cached = state.withLock({ $0.eventsLogger }) { return cached }
+        let made = logger(label: "doryd.events")
+        state.withLock { $0.eventsLogger = made }
+        return made
+    }
+
+    /// Sets the resolved deployment (S7); the context's `app_id` follows.
+    func resolve(_ deployment: Deployment) {
+        state.withLock { s in
+            s.deployment = deployment
+            s.eventsLogger = nil
+        }
+    }
+
     /// A logger bound to this invocation's context keys (`requestId`, `invocation_id`, `app_id`).
     func logger(label: String, appId: String? = nil) -> Logger {
         let metadata: Logger.Metadata = [
@@ -101,7 +119,7 @@ final class InvocationContext: Sendable {
         guard let invoking, invoking.agentId == target.agentId, invoking.name == target.name else { return }
         if target.name == "tag_values", case .object(let o)? = data, o.keys.allSatisfy({ $0 == ownKey }) { return }
         if allow {
-            logger(label: "doryd.events").warning(
+            eventsLogger.warning(
                 "write to invoking channel allowed by override",
                 metadata: ["agent_id": .string(target.agentId.decimal), "channel": .string(target.name)])
             return

@@ -54,7 +54,7 @@ struct Pipeline<A: Application>: Sendable {
         if case .object(let o)? = eventObject["d"] { d = o }
         let ctx = InvocationContext(request: request, op: op, scheduleId: d?["schedule_id"],
                                     ingestionId: d?["ingestion_id"], startedAt: startedAt, runtime: runtime)
-        var log = ctx.logger(label: Pipeline.eventsLogLabel)
+        var log = ctx.eventsLogger
         log.info("invocation started", metadata: [
             "op": op.map(Logger.MetadataValue.string) ?? .string("null"),
             "subscription_id": request.subscriptionId.map(Logger.MetadataValue.string) ?? .string("null"),
@@ -66,7 +66,7 @@ struct Pipeline<A: Application>: Sendable {
             await self.stepsBeforeCommit(ctx: ctx, op: op, d: d, levelsChanged: &levelsChanged)
         }
         var outcome = phase.outcome
-        log = ctx.logger(label: Pipeline.eventsLogLabel)
+        log = ctx.eventsLogger
 
         // S14, S15
         let setupEntered = ctx.state.withLock { $0.setupEntered }
@@ -130,7 +130,7 @@ struct Pipeline<A: Application>: Sendable {
     private func stepsBeforeCommit(ctx: InvocationContext, op: String?, d: JSONObject?,
                                    levelsChanged: inout Bool) async -> AppPhaseResult
     {
-        let log = ctx.logger(label: Pipeline.eventsLogLabel)
+        let log = ctx.eventsLogger
         // S2
         guard let op else { return fail("InvalidEvent", "op: missing or not a string") }
         // S3
@@ -153,35 +153,29 @@ struct Pipeline<A: Application>: Sendable {
         let event = parsed
         ctx.state.withLock { $0.invokingChannel = event.invokingChannel }
 
-        // S6–S13 under the time limit (§4.4).
+        // S6–S13 under the time limit (§4.4): the app phase runs in its own task (inheriting the task-local
+        // context) so the deadline can cancel it without cancelling the caller; a cancelled caller (shutdown)
+        // cancels it too.
         let limit = runtime.timeoutSeconds
-        guard limit > 0 else {
-            return await appSteps(ctx: ctx, event: event, d: d, deadline: nil, levelsChanged: &levelsChanged)
+        let flag = limit > 0 ? DeadlineFlag() : nil
+        let phase = Task { () -> (AppPhaseResult, Bool) in
+            var changed = false
+            let r = await self.appSteps(ctx: ctx, event: event, d: d, deadline: flag, levelsChanged: &changed)
+            return (r, changed)
         }
-        let flag = DeadlineFlag()
-        var changed = false
-        let result = await withTaskGroup(of: (AppPhaseResult, Bool)?.self) { group -> AppPhaseResult in
-            group.addTask {
-                var c = false
-                let r = await self.appSteps(ctx: ctx, event: event, d: d, deadline: flag, levelsChanged: &c)
-                return (r, c)
+        var token: UInt64?
+        if let flag {
+            token = runtime.watchdog.arm(seconds: limit) {
+                flag.fired.store(true, ordering: .releasing)
+                phase.cancel()
             }
-            group.addTask {
-                try? await Task.sleep(for: .nanoseconds(Int64(limit * 1e9)))
-                if !Task.isCancelled { flag.fired.store(true, ordering: .releasing) }
-                return nil
-            }
-            while let next = await group.next() {
-                if let (r, c) = next {
-                    group.cancelAll()
-                    changed = c
-                    return r
-                }
-                // The deadline passed: cancel the running app step and wait for it to return.
-                group.cancelAll()
-            }
-            return AppPhaseResult(outcome: .success)
         }
+        let (result, changed) = await withTaskCancellationHandler {
+            await phase.value
+        } onCancel: {
+            phase.cancel()
+        }
+        if let token { runtime.watchdog.disarm(token) }
         levelsChanged = changed
         return result
     }
@@ -191,7 +185,7 @@ struct Pipeline<A: Application>: Sendable {
     private func appSteps(ctx: InvocationContext, event: ProcessorEvent, d: JSONObject, deadline: DeadlineFlag?,
                           levelsChanged: inout Bool) async -> AppPhaseResult
     {
-        var log = ctx.logger(label: Pipeline.eventsLogLabel)
+        var log = ctx.eventsLogger
         let timeoutMessage = "exceeded \(formatSeconds(runtime.timeoutSeconds)) s"
 
         /// Runs one app step; nil = go on.
@@ -231,8 +225,8 @@ struct Pipeline<A: Application>: Sendable {
         } catch {
             return fail("ConfigError", error.description)
         }
-        ctx.state.withLock { $0.deployment = resolved }
-        log = ctx.logger(label: Pipeline.eventsLogLabel)
+        ctx.resolve(resolved)
+        log = ctx.eventsLogger
         for w in warnings { log.warning("\(w)") }
         // S8
         let pc = resolved.processorConfig
@@ -348,8 +342,7 @@ struct Pipeline<A: Application>: Sendable {
         let limit = runtime.closeTimeoutSeconds
         // An unstructured task inherits the task-local context but not a cancellation (shutdown runs close too).
         let task = Task { try await app.close() }
-        let timer = Task {
-            try await Task.sleep(for: .nanoseconds(Int64(limit * 1e9)))
+        let token = runtime.watchdog.arm(seconds: limit) {
             log.error("app close failed", metadata: [
                 "error": .errorValue(type: "Timeout", message: "close() exceeded \(formatSeconds(limit)) s"),
             ])
@@ -361,7 +354,7 @@ struct Pipeline<A: Application>: Sendable {
             let info = EventErrorInfo(describing: error)
             log.error("app close failed", metadata: ["error": .errorValue(type: info.type, message: info.message)])
         }
-        timer.cancel()
+        runtime.watchdog.disarm(token)
     }
 
     // MARK: S16 delivery (§5.2)

@@ -159,16 +159,29 @@ public struct ProcessorConfig: Sendable, Equatable {
 }
 
 extension String {
+    /// Every occurrence of `target` replaced (a byte-wise scan; `$app_id` substitution runs per invocation).
     func replacingAll(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty, contains(target) else { return self }
-        var out = ""
-        var rest = Substring(self)
-        while let range = rest.firstRange(of: target) {
-            out += rest[..<range.lowerBound]
-            out += replacement
-            rest = rest[range.upperBound...]
+        let t = Array(target.utf8)
+        guard let first = t.first else { return self }
+        var found = false
+        for b in utf8 where b == first {
+            found = true
+            break
         }
-        out += rest
-        return out
+        if !found { return self }
+        let bytes = Array(utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 16)
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == first, i + t.count <= bytes.count, bytes[i..<(i + t.count)].elementsEqual(t) {
+                out.append(contentsOf: replacement.utf8)
+                i += t.count
+            } else {
+                out.append(bytes[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
