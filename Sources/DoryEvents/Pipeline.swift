@@ -56,8 +56,8 @@ struct Pipeline<A: Application>: Sendable {
                                     ingestionId: d?["ingestion_id"], startedAt: startedAt, runtime: runtime)
         var log = ctx.eventsLogger
         log.info("invocation started", metadata: [
-            "op": op.map(Logger.MetadataValue.string) ?? .string("null"),
-            "subscription_id": request.subscriptionId.map(Logger.MetadataValue.string) ?? .string("null"),
+            "op": op.map(Logger.MetadataValue.string) ?? .json(.null),
+            "subscription_id": request.subscriptionId.map(Logger.MetadataValue.string) ?? .json(.null),
         ])
         let baselineThreshold = runtime.logStream.threshold
         var levelsChanged = false
@@ -337,19 +337,17 @@ struct Pipeline<A: Application>: Sendable {
 
     // MARK: S15 close (§4.4: its own 10 s deadline)
 
+    /// Runs `close()` inline. Its 10 s deadline (§4.4) is watched: exceeding it is logged at ERROR once; the call
+    /// itself is not cut off (it runs in the caller's task, which at shutdown is already cancelled).
     private func runClose(ctx: InvocationContext, log: Logger) async {
-        let app = self.app
         let limit = runtime.closeTimeoutSeconds
-        // An unstructured task inherits the task-local context but not a cancellation (shutdown runs close too).
-        let task = Task { try await app.close() }
         let token = runtime.watchdog.arm(seconds: limit) {
             log.error("app close failed", metadata: [
                 "error": .errorValue(type: "Timeout", message: "close() exceeded \(formatSeconds(limit)) s"),
             ])
-            task.cancel()
         }
         do {
-            try await task.value
+            try await app.close()
         } catch {
             let info = EventErrorInfo(describing: error)
             log.error("app close failed", metadata: ["error": .errorValue(type: info.type, message: info.message)])

@@ -228,3 +228,39 @@ struct SeededGenerator: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct ReplayTests {
+    @Test func deliveredSummaryIsFoundInTheTargets() async {  // C125 at this layer
+        let f = Fixture()
+        let request = InvocationRequest()
+        let s = await f.run(Full(), Examples.schedule, request: request)
+        let found = Replay.deliveredSummary(invocationId: request.invocationId, event: Examples.schedule.objectValue!,
+                                            runtime: f.runtime)
+        #expect(found == s)
+        #expect(Replay.deliveredSummary(invocationId: "other", event: Examples.schedule.objectValue!,
+                                        runtime: f.runtime) == nil)
+        // Delivered to an upgrade's app id: found through the resolved list.
+        let upgraded = json(#"{"op": "on_schedule", "d": {"schedule_id": 1, "upgrade": {"deployment_config": {"APP_ID": "77"}}}}"#)
+        let r2 = InvocationRequest()
+        _ = await f.run(Full(), upgraded, request: r2)
+        #expect(Replay.deliveredSummary(invocationId: r2.invocationId, event: upgraded.objectValue!, runtime: f.runtime) != nil)
+    }
+
+    @Test func noTargetsMeansRerun() async {  // C126 at this layer
+        let f = Fixture(processorConfig: ProcessorConfig(invTargets: []))
+        let request = InvocationRequest()
+        _ = await f.run(Full(), Examples.schedule, request: request)
+        #expect(Replay.deliveredSummary(invocationId: request.invocationId, event: Examples.schedule.objectValue!,
+                                        runtime: f.runtime) == nil)
+    }
+
+    @Test func exhaustedAttempts() {  // C24 at this layer
+        let f = Fixture()
+        let q = QueuedEvent(invocationId: "id-1", enqueuedAt: 0, source: .http, requestId: nil, subscriptionId: nil,
+                            event: Examples.schedule.objectValue!, attempts: 3)
+        let s = Replay.finishExhausted(q, runtime: f.runtime)
+        #expect(s.error == EventErrorInfo(type: "AttemptsExhausted", message: "event started 3 times without completing"))
+        #expect(f.messages(1, "dv-proc-inv-42").first?["invocation_id"] == "id-1")
+        #expect(f.runtime.metrics.value("replays_total", "exhausted") == 1)
+    }
+}
