@@ -24,6 +24,10 @@ import Testing
             #expect(daemon.status("/ready") == 503)
             #expect(daemon.status("/healthz") == 200)
             #expect(daemon.process.isRunning)
+            // /prestop sets isMigrationImminent; the run loop logs it once at INFO with event=runloop.migration_imminent
+            // (§3.2), as doryd's own event key, not renamed to x_event.
+            let migration = daemon.waitForLog(timeout: .seconds(2)) { ($0["msg"]?.string ?? "").contains("migration") }
+            #expect(migration?["event"]?.string == "runloop.migration_imminent", "\(String(describing: migration))")
             // Still counting: the final save holds a larger counter than the prestop one.
             let prestopCounter = try #require(snapshot.counter)
             #expect(Poll.until(timeout: .seconds(5)) { ((try? daemon.currentState())?["counter"]?.int ?? 0) > prestopCounter })

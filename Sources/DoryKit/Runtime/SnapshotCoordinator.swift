@@ -64,6 +64,8 @@ actor SnapshotCoordinator {
     private var queued: (id: UInt64, task: Task<SnapshotOutcome, Never>)?
     private var nextID: UInt64 = 0
     private var dropCoalescable = false
+    /// When the last snapshot attempt ended: the interval timer restarts from it (§6.6).
+    private(set) var lastCompletedAt = ContinuousClock.now
 
     init(writer: any SnapshotWriting, metrics: Metrics, capture: @escaping @Sendable () async throws -> JSONObject) {
         self.writer = writer
@@ -96,9 +98,12 @@ actor SnapshotCoordinator {
             self.started(id)
             if reason.coalesces, self.dropCoalescable {
                 self.metrics.snapshotAttempt(reason: reason.rawValue, result: "skipped", durationSec: nil)
+                self.lastCompletedAt = ContinuousClock.now
                 return .skipped(generation: self.newestGeneration)
             }
-            return await self.perform(reason, state: state, captureTimeoutSec: captureTimeoutSec)
+            let outcome = await self.perform(reason, state: state, captureTimeoutSec: captureTimeoutSec)
+            self.lastCompletedAt = ContinuousClock.now
+            return outcome
         }
         if reason.coalesces { queued = (id, task) }
         tail = Task { _ = await task.value }

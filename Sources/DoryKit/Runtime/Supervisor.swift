@@ -553,9 +553,15 @@ actor Supervisor {
         guard interval > 0, let coordinator else { return }
         let timeout = config.stateCaptureTimeoutSec
         let status = self.status
+        let period = Duration.milliseconds(Int64(interval * 1000))
         backgroundTasks.append(Task {
+            // Due one interval after the last completed snapshot, whatever its reason.
             while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
+                let due = await coordinator.lastCompletedAt + period
+                if ContinuousClock.now < due {
+                    try? await Task.sleep(until: due, clock: .continuous)
+                    continue
+                }
                 guard !Task.isCancelled, status.phase == .running || status.phase == .draining else { return }
                 _ = await coordinator.request(.interval, captureTimeoutSec: timeout)
             }

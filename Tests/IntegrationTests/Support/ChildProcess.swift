@@ -172,6 +172,9 @@ final class ChildProcess: Sendable {
             posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         }
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        // Whatever the test process holds without O_CLOEXEC (the runner's own pipes and sockets) stays out of the
+        // child, so case 81 sees doryd's descriptors only.
+        _ = Self.addCloseFrom(&actions, 3)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -212,6 +215,17 @@ final class ChildProcess: Sendable {
         guard let symbol = dlsym(dlopen(nil, RTLD_NOW), "pipe2") else { fatalError("pipe2 not found") }
         return unsafeBitCast(symbol, to: Pipe2.self)
     }()
+
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>?, Int32) -> Int32
+    private static let addCloseFromFunction: AddCloseFrom? = {
+        dlsym(dlopen(nil, RTLD_NOW), "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddCloseFrom.self) }
+    }()
+
+    /// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34+); without it inherited descriptors stay open.
+    private static func addCloseFrom(_ actions: inout posix_spawn_file_actions_t, _ from: Int32) -> Int32 {
+        guard let function = addCloseFromFunction else { return -1 }
+        return withUnsafeMutablePointer(to: &actions) { function($0, from) }
+    }
 
     private static func pipe2(_ ends: inout [Int32], _ flags: Int32) -> Int32 {
         ends.withUnsafeMutableBufferPointer { pipe2Function($0.baseAddress, flags) }

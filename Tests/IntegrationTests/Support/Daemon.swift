@@ -54,6 +54,15 @@ final class Daemon {
         waitForLog(timeout: timeout) { $0["event"]?.string == event && extra($0) }
     }
 
+    /// For a daemon whose log threshold hides the `http.listening` line: use a port chosen beforehand and wait until it
+    /// answers.
+    func useKnownPort(_ known: Int, timeout: Duration = .seconds(15)) throws {
+        port = known
+        guard waitForStatus("/healthz", 200, timeout: timeout) else {
+            throw Failure(description: "port \(known) never answered /healthz; log:\n\(logTail)")
+        }
+    }
+
     /// Waits for the `http.listening` line and records the port it names.
     func waitForPort(timeout: Duration = .seconds(15)) throws {
         let line = Poll.value(timeout: timeout, interval: .milliseconds(10)) { () -> JSONObject? in

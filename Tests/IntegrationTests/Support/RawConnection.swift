@@ -1,7 +1,7 @@
 import Glibc
 
 /// A plain TCP connection for requests the HTTP client would never send (malformed, trickled, idle).
-final class RawConnection {
+final class RawConnection: Sendable {
     let fd: Int32
 
     struct Failure: Error, CustomStringConvertible { let description: String }

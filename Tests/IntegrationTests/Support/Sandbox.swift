@@ -97,7 +97,11 @@ final class Sandbox: Sendable {
             child = try spawn(executable, arguments, environment: environment, captureStdout: options.captureStdout)
         }
         let daemon = Daemon(process: child, stateDir: stateDir, processorId: options.processorId, sandbox: self)
-        if options.waitForListening { try daemon.waitForPort() }
+        if let known = options.knownPort {
+            try daemon.useKnownPort(known)
+        } else if options.waitForListening {
+            try daemon.waitForPort()
+        }
         return daemon
     }
 
@@ -135,6 +139,10 @@ struct LaunchOptions {
     /// The processor id the test expects (the default pod name `itest-pod` derives `itest-pod`).
     var processorId = "itest-pod"
     var waitForListening = true
+    /// Pass `--port N` and find the daemon there instead of in the log (for log thresholds above info).
+    var knownPort: Int? {
+        didSet { port = knownPort.map(String.init) }
+    }
     var captureStdout = false
     var watchdogPIDIsSelf = false
 
