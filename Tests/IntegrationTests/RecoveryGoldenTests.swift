@@ -24,7 +24,7 @@ import Testing
 
             // Boot 4.
             let notify = try NotifySocket(path: sandbox.path("notify.sock"))
-            defer { notify.stop() }
+            defer { notify.close() }
             let daemon = try sandbox.launch(.fixture(["NOTIFY_SOCKET": notify.path]))
             let decision = try daemon.decision()
             #expect(decision.strategy == "golden_backoff" && decision.reason == "rapid_restart", "\(decision)")

@@ -1,6 +1,5 @@
 import DoryState
 import Glibc
-import Synchronization
 
 // Helpers for the journal, recovery, crash and `doryd state` tests, on top of the shared harness in Support/.
 
@@ -205,59 +204,9 @@ enum TreeListing {
     }
 }
 
-/// A datagram socket standing in for systemd's `NOTIFY_SOCKET`: every message received, in order.
-final class NotifySocket: Sendable {
-    let path: String
-    private let fd: Int32
-    private let received = Mutex<[String]>([])
-    private let running = Atomic<Bool>(true)
-
-    init(path: String) throws {
-        self.path = path
-        unlink(path)
-        let socketFD = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard socketFD >= 0 else { throw ChildProcess.SpawnError(description: "socket: \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        precondition(bytes.count < MemoryLayout.size(ofValue: address.sun_path), "notify socket path too long: \(path)")
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard result == 0 else {
-            let text = String(cString: strerror(errno))
-            close(socketFD)
-            throw ChildProcess.SpawnError(description: "bind \(path): \(text)")
-        }
-        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
-        setsockopt(socketFD, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        fd = socketFD
-        Threads.start { [self] in
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while running.load(ordering: .acquiring) {
-                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n > 0 {
-                    let text = String(decoding: buffer[0..<n], as: UTF8.self)
-                    received.withLock { $0.append(text) }
-                }
-            }
-            close(fd)
-        }
-    }
-
-    /// Every datagram so far.
-    var messages: [String] { received.withLock { $0 } }
-
-    /// Every `STATUS=` value so far (a datagram may carry several newline-separated assignments).
-    var statuses: [String] {
-        messages.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix("STATUS=") }.map { String($0.dropFirst(7)) }
-    }
-
-    func stop() { running.store(false, ordering: .releasing) }
-    deinit { running.store(false, ordering: .releasing) }
+extension NotifySocket {
+    /// Every `STATUS=` value so far.
+    var statuses: [String] { lines.filter { $0.hasPrefix("STATUS=") }.map { String($0.dropFirst(7)) } }
 }
 
 /// `mkdir -p` with mode 0700.
