@@ -36,7 +36,7 @@ enum FixtureMain {
             }
             exit(await DoryRuntime.run(workload, DoryRuntime.Launch(flags: flags)))
         }
-        dispatchMain()
+        SignalRouter.parkMainThread()
     }
 }
 
@@ -145,7 +145,8 @@ class FixtureProcessor: Processor {
         case "idle":
             for await _ in context.runLoop(interval: .milliseconds(100)) {}
         default:
-            for await _ in context.runLoop(interval: .milliseconds(100)) { counter += 1 }
+            // The run loop forwarded on the processor itself (spec §3.2).
+            for await _ in runLoop(interval: .milliseconds(100)) { counter += 1 }
         }
     }
 

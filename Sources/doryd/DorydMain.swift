@@ -16,7 +16,7 @@ enum DorydMain {
             let code = await execute(arguments)
             exit(code)
         }
-        dispatchMain()
+        SignalRouter.parkMainThread()
     }
 
     static func execute(_ arguments: [String]) async -> Int32 {

@@ -47,9 +47,9 @@ import Testing
             #expect(metrics.value("dory_crashes_in_window") == 3)
             #expect(metrics.value("dory_phase", ["phase": "backoff"]) == 1)
             #expect(metrics.value("dory_ready") == 0)
-            #expect(Poll.until(timeout: .seconds(3)) { notify.statuses.contains { $0.contains("golden") } },
-                    "no STATUS= naming golden: \(notify.statuses)")
-            #expect(notify.statuses.contains { $0.contains("backoff") }, "\(notify.statuses)")
+            #expect(Poll.until(timeout: .seconds(3)) { notify.lines.filter { $0.hasPrefix("STATUS=") }.contains { $0.contains("golden") } },
+                    "no STATUS= naming golden: \(notify.lines.filter { $0.hasPrefix("STATUS=") })")
+            #expect(notify.lines.filter { $0.hasPrefix("STATUS=") }.contains { $0.contains("backoff") }, "\(notify.lines.filter { $0.hasPrefix("STATUS=") })")
             let archives = Files.list(daemon.archiveDir)
             #expect(archives.count == 1, "\(archives)")
             if let archive = archives.first {

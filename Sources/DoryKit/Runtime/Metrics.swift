@@ -57,6 +57,8 @@ public final class Metrics: Sendable {
                 for result in Metrics.snapshotResults { s.snapshots[LabelPair(a: reason, b: result)] = 0 }
             }
             for name in signalNames { s.signals[name] = 0 }
+            // Quarantine reasons are a closed set (§6.4): emitted from start with zeros.
+            for defect in SnapshotDefect.allCases { s.quarantined[defect.rawValue] = 0 }
         }
     }
 

@@ -73,6 +73,14 @@ public final class SignalRouter: Sendable {
         state.withLock { $0.buffered.contains { $0 == SIGTERM || $0 == SIGINT } }
     }
 
+    /// Parks the calling (main) thread for good with the handled signals still blocked. Use it instead of
+    /// `dispatchMain()`: on Linux libdispatch parks the main thread in `sigsuspend` with an empty mask, so a stop
+    /// signal could be delivered to that thread with its default action (death by SIGTERM) instead of reaching the
+    /// signal source's signalfd.
+    public static func parkMainThread() -> Never {
+        while true { pause() }
+    }
+
     public static func name(_ sig: Int32) -> String {
         switch sig {
         case SIGTERM: "SIGTERM"

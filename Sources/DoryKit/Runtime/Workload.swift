@@ -35,6 +35,7 @@ final class ProcessorWorkload<P: Processor>: Workload, @unchecked Sendable {
     }
 
     func prepare(context: ExecutionContext) async throws {
+        ExecutionContext.hosted.withLock { $0 = context }
         let built = await OnProcessorActor.make { @ProcessorActor in P(context: context) }
         entries = try await OnProcessorActor.run { @ProcessorActor in try StatefulReflection.entries(of: built) }
         processor = built
@@ -80,6 +81,7 @@ final class ClosureWorkload: Workload, @unchecked Sendable {
         }
         entries = list
         self.context = context
+        ExecutionContext.hosted.withLock { $0 = context }
     }
 
     func resetCaches() async {}

@@ -27,6 +27,18 @@ public struct DoryApp: Sendable {
         exit(code)
     }
 
+    /// Like `run(_:)`, from synchronous top-level code: `DoryApp().start(Counter.self)` as the only statement of
+    /// `main.swift`. Prefer it: it parks the main thread with the handled signals blocked, where Swift's async
+    /// `main` parks it inside libdispatch with an empty signal mask, so a SIGTERM during the first milliseconds
+    /// could meet the default action instead of doryd's shutdown sequence.
+    public func start<P: Processor>(_ type: P.Type) -> Never {
+        let flags = self.flags
+        Task {
+            exit(await DoryRuntime.run(ProcessorWorkload(type), DoryRuntime.Launch(flags: flags)))
+        }
+        SignalRouter.parkMainThread()
+    }
+
     /// The function-style API (spec §3.7): explicit state values and a closure that receives the context.
     public func run(states: [any AnyStateValue], _ body: @escaping @Sendable (ExecutionContext) async throws -> Void) async throws -> Never {
         let code = await DoryRuntime.run(ClosureWorkload(states: states, body: body), DoryRuntime.Launch(flags: flags))

@@ -120,9 +120,17 @@ struct RuntimeNotAttached: Error, CustomStringConvertible {
     var description: String { "the context is not attached to a running doryd" }
 }
 
+extension ExecutionContext {
+    /// The context of the processor this process hosts (one per process), set when doryd constructs it.
+    static let hosted = Mutex<ExecutionContext?>(nil)
+}
+
 extension Processor {
-    /// `context.runLoop(interval:)`, forwarded for processors that keep their context in a `context` property.
-    public func runLoop(_ context: ExecutionContext, interval: Duration) -> RunLoopSequence {
-        context.runLoop(interval: interval)
+    /// `runLoop(interval:)` forwarded from the context doryd built for this process's processor (spec §3.2).
+    public func runLoop(interval: Duration) -> RunLoopSequence {
+        guard let context = ExecutionContext.hosted.withLock({ $0 }) else {
+            preconditionFailure("runLoop(interval:) needs a processor hosted by doryd (use context.runLoop in tests)")
+        }
+        return context.runLoop(interval: interval)
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 
 /// `runLoop(interval:)`: yields 0, 1, 2, … (the first at once), sleeping `interval` after each iteration body,
@@ -21,13 +22,16 @@ public struct RunLoopSequence: AsyncSequence, Sendable {
                 }
             }
             if context.isMigrationImminent, context.markMigrationLogged() {
-                context.logger.info("migration imminent", metadata: ["event": "runloop.migration_imminent"])
+                // doryd's own logger, so `event` stays doryd's key (a processor logger would write `x_event`).
+                RunLoopSequence.logger.info("migration imminent", metadata: ["event": "runloop.migration_imminent"])
             }
             guard !context.isShutdownRequested, !Task.isCancelled else { return nil }
             defer { next += 1 }
             return next
         }
     }
+
+    static let logger = Logger(label: "doryd.runloop")
 
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(context: context, interval: interval)

@@ -1,5 +1,6 @@
 import DoryState
 import Glibc
+import Synchronization
 
 // Helpers for the journal, recovery, crash and `doryd state` tests, on top of the shared harness in Support/.
 
@@ -202,11 +203,6 @@ enum TreeListing {
         walk(root, "")
         return result
     }
-}
-
-extension NotifySocket {
-    /// Every `STATUS=` value so far.
-    var statuses: [String] { lines.filter { $0.hasPrefix("STATUS=") }.map { String($0.dropFirst(7)) } }
 }
 
 /// `mkdir -p` with mode 0700.
