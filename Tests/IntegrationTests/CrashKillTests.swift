@@ -16,7 +16,10 @@ import Testing
         let rounds = Self.rounds, seed = Self.seed
         try withSandbox { sandbox in
             var generator = SeededGenerator(seed: seed)
-            let options = LaunchOptions.demo(["DORY_SNAPSHOT_INTERVAL_SEC": "0.05", "RESTART_COUNT": "0"],
+            // A 1 MiB save takes about 0.7 s in a debug build, and a prestop first waits for the save in flight: the
+            // sandbox's 1 s final-save bound would turn loaded moments into 500 save_timeout answers.
+            let options = LaunchOptions.demo(["DORY_SNAPSHOT_INTERVAL_SEC": "0.05", "RESTART_COUNT": "0",
+                                              "DORY_FINAL_SAVE_TIMEOUT_SEC": "10", "DORY_SHUTDOWN_TIMEOUT_SEC": "10"],
                                              arguments: ["--state-bytes", "1048576"])
             let processorDir = sandbox.path("state/itest-pod")
             let snapshotsDir = processorDir + "/snapshots"
@@ -25,6 +28,7 @@ import Testing
             var leftBehind: [String] = []
             var results: [KillRoundResult] = []
             var failures: [KillRoundResult] = []
+            var checkSeconds = 0.0
             let start = Poll.now()
 
             for round in 1...rounds {
@@ -83,8 +87,10 @@ import Testing
                     let fd = open(Snapshots.path(in: snapshotsDir, generation: newest), O_RDONLY | O_CLOEXEC)
                     if fd < 0 {
                         result.problems.append("cannot open generation \(newest): \(String(cString: strerror(errno)))")
-                    } else if let problem = sandbox.checkSnapshot(fd: fd, generation: newest) {
-                        result.problems.append(problem)
+                    } else {
+                        let checkStart = Poll.now()
+                        if let problem = sandbox.checkSnapshot(fd: fd, generation: newest) { result.problems.append(problem) }
+                        checkSeconds += Poll.seconds(since: checkStart)
                     }
                 } else if lastAcknowledged > 0 {
                     result.problems.append("no snapshot on disk after generation \(lastAcknowledged) was acknowledged")
@@ -115,7 +121,7 @@ import Testing
             let elapsed = Poll.seconds(since: start)
             let withTemps = results.filter { !$0.temporaryFiles.isEmpty }.count
             let byMoment = Dictionary(grouping: results, by: \.moment).map { "\($0.key.rawValue): \($0.value.count)" }.sorted()
-            let summary = "seed \(seed): \(results.count) kills in \(Int(elapsed)) s, \(withTemps) left temp files, "
+            let summary = "seed \(seed): \(results.count) kills in \(Int(elapsed)) s (decoding \(Int(checkSeconds)) s), \(withTemps) left temp files, "
                 + "last acknowledged generation \(lastAcknowledged), moments \(byMoment)"
             print("case54: " + summary)
             #expect(results.count >= rounds, "stopped early: \(summary)")

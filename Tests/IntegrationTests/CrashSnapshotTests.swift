@@ -113,6 +113,9 @@ import Testing
                 }
                 #expect(warnings.count >= 2, "no WARN for the dropped \(name): \(warnings)")
             }
+            // §4.6: the counter counts files moved to quarantine (three), not the later deletion of one of them.
+            let counted = try daemon.metrics().samples("dory_snapshots_quarantined_total").reduce(0) { $0 + $1.value }
+            #expect(counted == 3, "dory_snapshots_quarantined_total sums to \(counted) for three files moved")
             #expect(try daemon.stop().code == 0)
         }
     }

@@ -137,7 +137,7 @@ import Testing
             let tampered = sandbox.write("sdk-tampered.json", original.replacing("4242", with: "4243"))
             let listing = TreeListing.of(sandbox.path("state"))
             let refused = try CommandRun.doryd(sandbox, ["state", "import", tampered] + stateDir)
-            #expect(refused.code != 0 && refused.code != nil, "\(refused)")
+            #expect(refused.code == 4, "§6.8: a file refused by §6.7 exits 4: \(refused)")
             #expect(refused.stderr.contains("checksum"), "the refusal does not name the checksum: \(refused)")
             #expect(TreeListing.of(sandbox.path("state")) == listing, "a refused import changed files")
 
