@@ -91,8 +91,10 @@ public struct SnapshotEnvelope: Sendable, Equatable {
 
     /// The compact JSON bytes of the envelope (other members sorted, `state` last), and the SHA-256 of the `state` member as it appears in
     /// them (the state hash of §6.3 step 2: the state encoded with sorted keys). One encoding serves both.
-    public func encoded() throws(JSONEncodeError) -> (bytes: [UInt8], stateHash: String) {
-        let stateBytes = try JSON.encode(.object(state), sortedKeys: true)
+    /// - Parameter precomputed: `state` already encoded compactly with sorted keys, if the caller has it.
+    public func encoded(stateBytes precomputed: [UInt8]? = nil) throws(JSONEncodeError) -> (bytes: [UInt8], stateHash: String) {
+        let stateBytes: [UInt8]
+        if let precomputed { stateBytes = precomputed } else { stateBytes = try JSON.encode(.object(state), sortedKeys: true) }
         var head: JSONObject = [
             "format": .string(Self.format), "processor_id": .string(processorID), "pod_name": .string(podName),
             "namespace": .string(namespace), "generation": .int(generation), "saved_at": .string(savedAt),

@@ -16,9 +16,13 @@ public struct SnapshotContent: Sendable, Equatable {
     public var state: JSONObject
     public var bootID: String?
     public var dorydVersion: String?
+    /// `state` already encoded compactly with sorted keys (the caller hashed it), so the write does not encode it
+    /// again. Must be the encoding of `state`.
+    public var encodedState: [UInt8]?
 
     public init(podName: String, namespace: String, reason: String, restartCount: Int64, strategy: String,
-                state: JSONObject, bootID: String? = nil, dorydVersion: String? = nil) {
+                state: JSONObject, bootID: String? = nil, dorydVersion: String? = nil, encodedState: [UInt8]? = nil) {
+        self.encodedState = encodedState
         self.podName = podName
         self.namespace = namespace
         self.reason = reason
@@ -423,7 +427,7 @@ public final class SnapshotStore: Sendable {
             let raw: [UInt8]
             let stateHash: String
             do throws(JSONEncodeError) {
-                (raw, stateHash) = try envelope.encoded()
+                (raw, stateHash) = try envelope.encoded(stateBytes: content.encodedState)
             } catch {
                 throw SnapshotWriteError(.encode, generation, message: error.message)
             }

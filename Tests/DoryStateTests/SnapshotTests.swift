@@ -32,6 +32,10 @@ func makeStore(_ dir: TempDir, keep: Int = 3, quarantineKeep: Int = 5, maxRaw: I
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(text.contains(#""state":{"big":100000000000000000000,"counter":5,"f":13.0}"#))
         #expect(try SnapshotEnvelope.decode(bytes, expectedProcessorID: "p", expectedGeneration: 42) == envelope)
+        // Bytes encoded (and hashed) by the caller are used as they are: the same file, no second encoding.
+        let stateBytes = try JSON.encode(.object(envelope.state), sortedKeys: true)
+        let (reused, reusedHash) = try envelope.encoded(stateBytes: stateBytes)
+        #expect(reused == bytes && reusedHash == hash)
     }
 
     func reason(_ json: String, processor: String = "p", generation: Int64? = 42) -> String {

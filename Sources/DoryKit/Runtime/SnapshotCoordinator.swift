@@ -33,7 +33,8 @@ enum SnapshotOutcome: Sendable {
 /// What the coordinator needs from the snapshot store: one blocking, durable write.
 protocol SnapshotWriting: Sendable {
     /// Writes the next generation through the §6.3 protocol and returns it once durable.
-    func writeSnapshot(state: JSONObject, reason: String, savedAtMillis: Int64) throws(SnapshotWriteFailure) -> WrittenSnapshot
+    /// `encodedState` is `state` encoded compactly with sorted keys (already hashed by the caller).
+    func writeSnapshot(state: JSONObject, encodedState: [UInt8], reason: String, savedAtMillis: Int64) throws(SnapshotWriteFailure) -> WrittenSnapshot
     /// fsyncs an existing generation's file and directory (`/prestop` when not state-bound).
     func confirmSnapshot(generation: UInt64) throws(SnapshotWriteFailure)
 }
@@ -79,9 +80,6 @@ actor SnapshotCoordinator {
     }
 
     var newestGeneration: UInt64? { newest?.generation }
-
-    /// True when `state` hashes like the newest durable generation.
-    func isUnchanged(_ state: JSONObject) -> Bool { newest.map { $0.hash == Self.hash(state) } ?? false }
 
     /// The shutdown sequence supersedes pending `sigusr1`/`interval`/`api` requests.
     func dropPendingCoalescable() { dropCoalescable = true }
@@ -146,7 +144,14 @@ actor SnapshotCoordinator {
                 return .timedOut
             }
         }
-        let hash = Self.hash(state)
+        // Encode and hash once; the write reuses these bytes.
+        let encoded: [UInt8]
+        do throws(JSONEncodeError) {
+            encoded = try JSON.encode(.object(state), sortedKeys: true)
+        } catch {
+            return fail(reason, step: "encode", message: error.message, start: start)
+        }
+        let hash = SHA256.hash(encoded)
         if reason != .transfer, let newest, newest.hash == hash {
             if reason.skipsUnchanged || reason == .startup {
                 metrics.snapshotAttempt(reason: reason.rawValue, result: "skipped", durationSec: nil)
@@ -162,7 +167,7 @@ actor SnapshotCoordinator {
         let result: Result<WrittenSnapshot, SnapshotWriteFailure> = await withCheckedContinuation { continuation in
             ioQueue.async {
                 do throws(SnapshotWriteFailure) {
-                    continuation.resume(returning: .success(try writer.writeSnapshot(state: state, reason: reason.rawValue, savedAtMillis: savedAt)))
+                    continuation.resume(returning: .success(try writer.writeSnapshot(state: state, encodedState: encoded, reason: reason.rawValue, savedAtMillis: savedAt)))
                 } catch {
                     continuation.resume(returning: .failure(error))
                 }

@@ -153,11 +153,11 @@ struct StoreWriter: SnapshotWriting {
     let settings: RuntimeSettings
     let decision: RecoveryDecision
 
-    func writeSnapshot(state: JSONObject, reason: String, savedAtMillis: Int64) throws(SnapshotWriteFailure) -> WrittenSnapshot {
+    func writeSnapshot(state: JSONObject, encodedState: [UInt8], reason: String, savedAtMillis: Int64) throws(SnapshotWriteFailure) -> WrittenSnapshot {
         let content = SnapshotContent(
             podName: settings.identity.podName, namespace: settings.identity.namespace, reason: reason,
             restartCount: Int64(decision.restartCount), strategy: decision.strategy.rawValue, state: state,
-            bootID: settings.bootId, dorydVersion: settings.version)
+            bootID: settings.bootId, dorydVersion: settings.version, encodedState: encodedState)
         do throws(SnapshotWriteError) {
             let result = try storage.store.write(content, savedAtMillis: savedAtMillis)
             return WrittenSnapshot(generation: UInt64(result.generation), rawBytes: result.rawBytes, compressedBytes: result.compressedBytes)
