@@ -113,6 +113,9 @@ import Testing
                 }
                 #expect(warnings.count >= 2, "no WARN for the dropped \(name): \(warnings)")
             }
+            // §4.6: the counter counts files moved to quarantine (three), not the later deletion of one of them.
+            let counted = try daemon.metrics().samples("dory_snapshots_quarantined_total").reduce(0) { $0 + $1.value }
+            #expect(counted == 3, "dory_snapshots_quarantined_total sums to \(counted) for three files moved")
             #expect(try daemon.stop().code == 0)
         }
     }
@@ -173,6 +176,50 @@ import Testing
             #expect(!written.contains(7))
             let snapshot = try daemon.snapshot(7 + UInt64(written.count))
             #expect(snapshot.generation == Int64(7 + written.count))
+        }
+    }
+
+    // §6.1 / §6.4 reasons, made with the system's gzip: `doryd state verify` and a booting doryd agree on each one;
+    // concatenated gzip members are accepted as gzip does.
+    @Test func validationReasonsAgreeBetweenVerifyAndBoot() throws {
+        try withSandbox { sandbox in
+            let dir = Self.snapshotsDir(sandbox)
+            // 1: valid, two concatenated members.
+            let whole = SnapshotForge.envelope(generation: 1, state: #"{"counter":1}"#)
+            let half = whole.index(whole.startIndex, offsetBy: whole.count / 2)
+            try SnapshotForge.write(sandbox, snapshotsDir: dir, generation: 1, envelopeJSON: String(whole[..<half]))
+            let firstMember = try #require(Files.read(Snapshots.path(in: dir, generation: 1)))
+            try SnapshotForge.write(sandbox, snapshotsDir: dir, generation: 1, envelopeJSON: String(whole[half...]))
+            writeFile(Snapshots.path(in: dir, generation: 1), firstMember + (Files.read(Snapshots.path(in: dir, generation: 1)) ?? []))
+            // 2: trailing bytes after the member.
+            try SnapshotForge.write(sandbox, snapshotsDir: dir, generation: 2, envelopeJSON: SnapshotForge.envelope(generation: 2))
+            writeFile(Snapshots.path(in: dir, generation: 2), (Files.read(Snapshots.path(in: dir, generation: 2)) ?? []) + Array("junk".utf8))
+            // 3: not JSON; 4: a future format; 5: generation 6 inside file 5; 6: state not an object.
+            try SnapshotForge.write(sandbox, snapshotsDir: dir, generation: 3, envelopeJSON: #"{"format": "dory.snapshot/1", "#)
+            try SnapshotForge.write(sandbox, snapshotsDir: dir, generation: 4, envelopeJSON:
+                SnapshotForge.envelope(generation: 4).replacing("dory.snapshot/1", with: "dory.snapshot/2"))
+            try SnapshotForge.write(sandbox, snapshotsDir: dir, generation: 5, envelopeJSON: SnapshotForge.envelope(generation: 6))
+            try SnapshotForge.write(sandbox, snapshotsDir: dir, generation: 6, envelopeJSON: SnapshotForge.envelope(generation: 6, state: "[1,2]"))
+            let expected: [UInt64: String] = [1: "ok", 2: "trailing_data", 3: "bad_json", 4: "wrong_format", 5: "generation_mismatch", 6: "bad_state"]
+
+            let verify = try CommandRun.doryd(sandbox, ["state", "verify", "--state-dir", sandbox.path("state")])
+            #expect(verify.code == 1, "\(verify)")
+            for (generation, reason) in expected {
+                #expect(verify.stdoutLines.contains { $0.hasPrefix("\(generation) ") && $0.hasSuffix(reason) }, "generation \(generation) should be \(reason): \(verify)")
+            }
+
+            let daemon = try sandbox.launch(.fixture())
+            let decision = try daemon.decision()
+            #expect(decision.strategy == "restore" && decision.generation == 1, "\(decision)")
+            let reasons = Dictionary(daemon.events("snapshot.quarantined").compactMap { record -> (UInt64, String)? in
+                guard let file = record["file"]?.string, let name = file.split(separator: "/").last,
+                      let generation = UInt64(name.prefix(20)), let reason = record["reason"]?.string else { return nil }
+                return (generation, reason)
+            }, uniquingKeysWith: { first, _ in first })
+            #expect(reasons == expected.filter { $0.value != "ok" }, "\(reasons)")
+            try daemon.waitReady()
+            #expect(try daemon.currentState()["counter"]?.int ?? -1 >= 1)
+            #expect(try daemon.stop().code == 0)
         }
     }
 }

@@ -180,6 +180,8 @@ import Testing
             #expect(try healthy.decision().crashesInWindow == 2)
             #expect(healthy.waitForEvent("journal.healthy", timeout: .seconds(6)) != nil, "no healthy record: \(healthy.logTail)")
             #expect(Poll.until(timeout: .seconds(2)) { healthy.journal().contains { $0["type"]?.string == "healthy" } })
+            // §7: after the healthy record the streak is over and dory_crashes_in_window drops to 0.
+            #expect(try healthy.metrics().value("dory_crashes_in_window") == 0)
             healthy.kill9()
             _ = try Daemon.crashAfterReady(sandbox, options)
             let daemon = try sandbox.launch(options)

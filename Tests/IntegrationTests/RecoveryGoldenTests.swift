@@ -82,4 +82,24 @@ import Testing
             #expect(try daemon.stop().code == 0)
         }
     }
+
+    // Case 65 with a smaller base: DORY_BACKOFF_BASE_SEC=0.5 and four crashes in the window → 0.5 · 2^(4−3) = 1 s,
+    // really waited with /ready 503, then a golden start.
+    @Test func case65_smallerBaseIsReallyWaited() throws {
+        try withSandbox { sandbox in
+            JournalForge.write(JournalForge.crashes(secondsAgo: [40, 30, 20, 10]), processorDir: sandbox.path("state/itest-pod"))
+            let daemon = try sandbox.launch(.fixture(["DORY_BACKOFF_BASE_SEC": "0.5"]))
+            let decision = try daemon.decision()
+            #expect(decision.strategy == "golden_backoff" && decision.backoff == 1, "\(decision)")
+            let watcher = StatusWatcher(port: daemon.port, path: "/ready")
+            try daemon.waitReady(timeout: .seconds(10))
+            let seen = watcher.stop()
+            let decidedAt = WallClock.parseRFC3339(decision.record["ts"]?.string ?? "") ?? 0
+            let readyAt = WallClock.parseRFC3339(daemon.events("lifecycle.ready").first?["ts"]?.string ?? "") ?? 0
+            #expect(readyAt - decidedAt >= 990 && readyAt - decidedAt < 4000, "ready \(readyAt - decidedAt) ms after the decision")
+            #expect(seen.compactMap(\.status).first == 503, "\(seen.compactMap(\.status).prefix(5))")
+            #expect(daemon.hooks.starts(with: ["onRapidRestartDetected", "resetCaches", "startup"]), "\(daemon.hooks)")
+            #expect(try daemon.stop().code == 0)
+        }
+    }
 }

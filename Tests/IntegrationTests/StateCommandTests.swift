@@ -137,7 +137,7 @@ import Testing
             let tampered = sandbox.write("sdk-tampered.json", original.replacing("4242", with: "4243"))
             let listing = TreeListing.of(sandbox.path("state"))
             let refused = try CommandRun.doryd(sandbox, ["state", "import", tampered] + stateDir)
-            #expect(refused.code != 0 && refused.code != nil, "\(refused)")
+            #expect(refused.code == 4, "§6.8: a file refused by §6.7 exits 4: \(refused)")
             #expect(refused.stderr.contains("checksum"), "the refusal does not name the checksum: \(refused)")
             #expect(TreeListing.of(sandbox.path("state")) == listing, "a refused import changed files")
 
@@ -169,6 +169,39 @@ import Testing
             try daemon.waitReady()
             #expect(daemon.hooks.contains("restoreState"))
             #expect(try daemon.stop().code == 0)
+        }
+    }
+
+    // §6.2 / §6.8: import follows the generation rule (1 + the larger of the journal's high-water mark and every
+    // generation named under snapshots/, quarantine/ or archive/); the read-only commands on a missing processor
+    // directory exit 1 and create nothing.
+    @Test func importNeverReusesAGenerationNumber() throws {
+        try withSandbox { sandbox in
+            let stateDir = ["--state-dir", sandbox.path("state")]
+            for command in [["ls"], ["show"], ["verify"], ["export"]] {
+                let run = try CommandRun.doryd(sandbox, ["state"] + command + stateDir)
+                #expect(run.code == 1, "\(command) without a processor directory: \(run)")
+            }
+            #expect(!Files.exists(sandbox.path("state/itest-pod")), "a read-only command created the processor directory")
+
+            let processorDir = sandbox.path("state/itest-pod")
+            JournalForge.write([JournalForge.boot("old", at: WallClock.nowMillis() - 60_000, hwm: 7)], processorDir: processorDir)
+            let file = sandbox.write("sdk.json", #"{"payload": {"counter": 14}, "metadata": {}, "checksum": "301e5f257de249f34b037d46e35e98b4a0a0672c0a8396c5194ce3a59cc6f55c"}"#)
+            var run = try CommandRun.doryd(sandbox, ["state", "import", file] + stateDir)
+            #expect(run.code == 0, "\(run)")
+            #expect(Snapshots.generations(in: processorDir + "/snapshots") == [8], "journal hwm 7: \(Files.list(processorDir + "/snapshots"))")
+
+            makeDirectories(processorDir + "/quarantine")
+            writeFile(processorDir + "/quarantine/00000000000000000011.json.gz.truncated.1735790645678", [0x1F])
+            run = try CommandRun.doryd(sandbox, ["state", "import", file] + stateDir)
+            #expect(run.code == 0, "\(run)")
+            #expect(Snapshots.generations(in: processorDir + "/snapshots").last == 12, "quarantined 11: \(Files.list(processorDir + "/snapshots"))")
+
+            makeDirectories(processorDir + "/archive/20250102T030405.678Z-3f2a9c1b")
+            writeFile(processorDir + "/archive/20250102T030405.678Z-3f2a9c1b/00000000000000000020.json.gz", [0x1F])
+            run = try CommandRun.doryd(sandbox, ["state", "import", file] + stateDir)
+            #expect(run.code == 0, "\(run)")
+            #expect(Snapshots.generations(in: processorDir + "/snapshots").last == 21, "archived 20: \(Files.list(processorDir + "/snapshots"))")
         }
     }
 }
