@@ -1,7 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#endif
-
 // The errors doryd raises into application code (§4.5). Their unqualified type names are what summaries report.
 
 /// A write refused by anti-recursion (§8.3).
@@ -75,11 +71,6 @@ public struct EventErrorInfo: Sendable, Equatable {
             self.init(type: reported.reportedType, message: reported.reportedMessage)
             return
         }
-        let type = String(describing: Swift.type(of: error))
-        var message: String?
-        #if canImport(FoundationEssentials)
-        if let localized = error as? any LocalizedError { message = localized.errorDescription }
-        #endif
-        self.init(type: type, message: message ?? String(describing: error))
+        self.init(type: String(describing: Swift.type(of: error)), message: String(describing: error))
     }
 }

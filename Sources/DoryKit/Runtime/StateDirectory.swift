@@ -96,20 +96,27 @@ final class StateDirectory: @unchecked Sendable {
         }
         let outcome: RecoveryDecision.ScanOutcome
         let newest: Newest
-        let quarantined: [(file: String, reason: String, size: Int64, action: String)]
+        let quarantined: [QuarantineNote]
     }
 
     /// Step (h): newest valid generation first, quarantining damaged files (§6.4).
     func scan() throws -> Scan {
         let result = store.loadNewestValid()
-        let events = result.events.map { event -> (file: String, reason: String, size: Int64, action: String) in
-            let action: String = switch event.action {
-            case .quarantined(let to): "quarantined to \(to)"
-            case .deleted: "deleted"
-            case .droppedFromQuarantine: "dropped from quarantine"
-            case .failed(let error): "could not be moved: \(error)"
+        let events = result.events.map { event -> QuarantineNote in
+            switch event.action {
+            case .quarantined(let to):
+                QuarantineNote(message: "snapshot quarantined", event: "snapshot.quarantined", file: event.file, reason: event.reason, size: event.size,
+                               detail: "moved to \(to)", countsAsQuarantined: true)
+            case .deleted:
+                QuarantineNote(message: "damaged snapshot deleted (quarantine_keep is 0)", event: "snapshot.quarantined", file: event.file, reason: event.reason,
+                               size: event.size, detail: event.detail, countsAsQuarantined: true)
+            case .droppedFromQuarantine:
+                QuarantineNote(message: "old quarantined file deleted (over quarantine_keep)", event: "quarantine.dropped", file: event.file, reason: event.reason,
+                               size: event.size, detail: event.detail, countsAsQuarantined: false)
+            case .failed(let error):
+                QuarantineNote(message: "damaged snapshot could not be moved; skipped", event: "snapshot.quarantine_failed", file: event.file, reason: event.reason,
+                               size: event.size, detail: "\(error)", countsAsQuarantined: false)
             }
-            return (event.file, event.reason, event.size, action)
         }
         switch result.outcome {
         case .valid(let envelope, let generation, let raw, let compressed):
@@ -133,6 +140,18 @@ final class StateDirectory: @unchecked Sendable {
     func archive(generation: UInt64) throws -> String? {
         try store.archive(generation: Int64(generation), label: String(settings.bootId.prefix(8)))?.directory
     }
+}
+
+/// One WARN line of the boot scan (§6.4, §6.5).
+struct QuarantineNote: Sendable {
+    let message: String
+    let event: String
+    let file: String
+    let reason: String
+    let size: Int64
+    let detail: String
+    /// A damaged file moved to quarantine or deleted: counted in `dory_snapshots_quarantined_total`.
+    let countsAsQuarantined: Bool
 }
 
 struct StateDirectoryError: Error, CustomStringConvertible {

@@ -112,10 +112,11 @@ actor Supervisor {
         } catch {
             return failEarly(ExitCode.stateError, "snapshot scan failed", error)
         }
-        for q in scan.quarantined {
-            metrics.quarantined(reason: q.reason)
-            logger.warning("snapshot quarantined", metadata: [
-                "event": "snapshot.quarantined", "file": .string(q.file), "reason": .string(q.reason), "size": .stringConvertible(q.size),
+        for note in scan.quarantined {
+            if note.countsAsQuarantined { metrics.quarantined(reason: note.reason) }
+            logger.warning("\(note.message)", metadata: [
+                "event": .string(note.event), "file": .string(note.file), "reason": .string(note.reason),
+                "size": .stringConvertible(note.size), "detail": .string(note.detail),
             ])
         }
         // (i) decision.
