@@ -51,8 +51,9 @@ enum Fixture {
     static func seconds(_ name: String) -> Double? { value(name).flatMap(Double.init) }
 
     /// Every hook call is logged, so tests can check order and counts.
+    /// The processor's own `level` metadata is a reserved key: doryd writes it as `x_level` (spec §9.2).
     static func hook(_ context: ExecutionContext, _ name: String) {
-        context.logger.info("fixture hook", metadata: ["fixture_hook": .string(name)])
+        context.logger.info("fixture hook", metadata: ["fixture_hook": .string(name), "level": "processor-supplied"])
     }
 
     static func sleep(_ seconds: Double) async {
