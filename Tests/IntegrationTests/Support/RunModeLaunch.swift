@@ -1,6 +1,7 @@
 import DoryHTTP
 import DoryState
 import Glibc
+import Testing
 
 /// `doryd run [options] -- CMD…` launches for the run-mode tests (spec/supervise.md §12), on top of `Sandbox`.
 struct RunLaunch {
@@ -53,3 +54,7 @@ extension Daemon {
                                to: .unix(path: controlSocketPath), timeout: .seconds(10))
     }
 }
+
+/// The run-mode suites, one test at a time: each test blocks its thread while it polls real processes, and running
+/// them all at once would starve the async tests sharing this process of threads.
+@Suite(.serialized) enum RunModeTests {}
