@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "DoryEvents", dependencies: ["DoryKit"], swiftSettings: strict),
         .executableTarget(
             name: "doryd",
-            dependencies: ["DoryKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["DoryKit", "DorySupervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         .executableTarget(name: "doryd-fixture", dependencies: ["DoryKit"], swiftSettings: strict),

@@ -20,6 +20,7 @@ enum DorydMain {
     }
 
     static func execute(_ arguments: [String]) async -> Int32 {
+        if arguments.first == "run" { return await Run.execute(Array(arguments.dropFirst())) }
         let command: any ParsableCommand
         do {
             command = try Doryd.parseAsRoot(arguments)
@@ -74,7 +75,7 @@ struct Doryd: AsyncParsableCommand {
         commandName: "doryd",
         abstract: "A pod supervisor: probes, graceful shutdown with a durable save, snapshots, restart recovery.",
         version: DoryKitVersion.version,
-        subcommands: [Demo.self, Prestop.self, StateCommand.self]
+        subcommands: [Demo.self, Run.self, Prestop.self, StateCommand.self]
     )
 }
 

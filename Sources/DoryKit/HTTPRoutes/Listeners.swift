@@ -13,7 +13,7 @@ final class Listeners: Sendable {
     private let logger = Logger(label: "doryd.http")
 
     /// Binds both listeners (step j). Throws on any bind failure (exit 7).
-    func bind(service: ProbeService, settings: RuntimeSettings) throws {
+    func bind(service: ProbeService, settings: RuntimeSettings, extraControlRoutes: ControlSocketRoutes? = nil) throws {
         let config = settings.config
         let tcpServer = try HTTPServer(configuration: Self.configuration(service), handler: RouteHandler(service: service, viaControlSocket: false))
         servers.withLock { $0.append(tcpServer) }
@@ -26,7 +26,9 @@ final class Listeners: Sendable {
             "host": .string(config.healthHost ?? "*"),
         ])
         let control = ControlSocketAddress.resolve(settings: settings)
-        let controlServer = try HTTPServer(configuration: Self.configuration(service), handler: RouteHandler(service: service, viaControlSocket: true))
+        let runtimeRoutes = RouteHandler(service: service, viaControlSocket: true)
+        let controlHandler: any HTTPHandler = extraControlRoutes.map { ComposedHandler(extra: $0, runtime: runtimeRoutes) } ?? runtimeRoutes
+        let controlServer = try HTTPServer(configuration: Self.configuration(service), handler: controlHandler)
         servers.withLock { $0.append(controlServer) }
         switch control {
         case .path(let path):
@@ -55,6 +57,24 @@ final class Listeners: Sendable {
             if origin == .server { metrics.request(route: "other", code: status) }
         }
         return configuration
+    }
+}
+
+/// The control socket with a workload's routes (`Workload.controlSocketRoutes`) next to the runtime's.
+struct ComposedHandler: HTTPHandler {
+    let extra: ControlSocketRoutes
+    let runtime: RouteHandler
+
+    func admit(_ head: HTTPRequestHead) -> HTTPAdmission {
+        extra.handles(head.path) ? extra.handler.admit(head) : runtime.admit(head)
+    }
+
+    func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        if extra.handles(request.path) {
+            extra.handler.handle(request, responder: responder)
+        } else {
+            runtime.handle(request, responder: responder)
+        }
     }
 }
 

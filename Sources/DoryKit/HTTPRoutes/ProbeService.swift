@@ -83,7 +83,7 @@ final class ProbeService: Sendable {
             respond(readiness(request))
         case .metrics:
             respond(RouteResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
-                                  body: Array(metrics.render(liveMetrics()).utf8)))
+                                  body: Array((metrics.render(liveMetrics()) + supervisor.workload.metricsText()).utf8)))
         case .root:
             respond(root())
         case .prestop:
@@ -112,7 +112,8 @@ final class ProbeService: Sendable {
 
     func liveness(_ request: RouteRequest) -> RouteResponse {
         status.noteHealthAnswer(wallMillis: WallClock.nowMillis())
-        if request.query.isEmpty, status.supervisorAlive, status.checks.isEmpty {
+        let workloadLines = status.workloadLines(.liveness)
+        if request.query.isEmpty, status.supervisorAlive, status.checks.isEmpty, workloadLines.allSatisfy(\.passed) {
             return RouteResponse(status: 200, contentType: RouteResponse.jsonType, body: Self.livenessOK[Int(status.phase.rawValue)])
         }
         let excluded = Set(request.values("exclude"))
@@ -122,6 +123,7 @@ final class ProbeService: Sendable {
         ]
         let decision = supervisor.decisionSnapshot
         lines.append(CheckLine(name: "recovery", passed: true, detail: supervisor.recoveryLine(decision)))
+        lines += workloadLines
         for check in status.checks.results(.liveness) {
             var line = CheckLine(name: "custom:\(check.name)", passed: check.passed, detail: check.detail)
             line.recovering = check.recovering
@@ -143,7 +145,7 @@ final class ProbeService: Sendable {
     func readiness(_ request: RouteRequest) -> RouteResponse {
         status.noteHealthAnswer(wallMillis: WallClock.nowMillis())
         if request.query.isEmpty, status.checks.isEmpty, status.phase == .running, status.isReadyFlag,
-           !status.prestopArrived, !status.shutdownRequested {
+           !status.prestopArrived, !status.shutdownRequested, status.workloadLines(.readiness).allSatisfy(\.passed) {
             return RouteResponse(status: 200, contentType: RouteResponse.jsonType, body: Self.readyBody)
         }
         let excluded = Set(request.values("exclude"))
@@ -343,6 +345,8 @@ final class ProbeService: Sendable {
                 reply(.error(500, "persist_failed", message, extra: ["applied": .bool(true)]), "persist_failed")
             case .shuttingDown:
                 reply(.error(409, "shutting_down", "the pod is shutting down; transfer the state elsewhere"), "shutting_down")
+            case .refused(let refusal):
+                reply(.error(refusal.status, refusal.code, refusal.message), refusal.code)
             }
         }
     }

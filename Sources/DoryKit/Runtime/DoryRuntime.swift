@@ -81,22 +81,34 @@ public enum DoryRuntime {
             config: config, environment: environment, identity: identity, processorId: processorId, bootId: bootId,
             version: DoryKitVersion.version, restartCountOverride: config.restartCountOverride, testFault: testFault)
 
-        let status = RuntimeStatus()
+        let status = RuntimeStatus(workload: workload)
         let metrics = Metrics()
         let supervisor = Supervisor(settings: settings, workload: workload, status: status, metrics: metrics)
         let listeners = Listeners()
         HardExit.onExit { listeners.close() }
         let code = await supervisor.run { supervisor in
             let service = ProbeService(supervisor: supervisor, status: status, metrics: metrics, settings: settings)
-            try listeners.bind(service: service, settings: settings)
+            try listeners.bind(service: service, settings: settings, extraControlRoutes: workload.controlSocketRoutes())
             @Sendable func dispatch(_ signal: Int32) async {
+                if workload.receivedSignal(signal) == .handled {
+                    metrics.signal(SignalRouter.name(signal))
+                    return
+                }
                 switch signal {
                 case SIGTERM, SIGINT: await supervisor.stopSignal(SignalRouter.name(signal))
                 case SIGUSR1: await supervisor.snapshotSignal()
                 default: await supervisor.otherSignal(SignalRouter.name(signal))
                 }
             }
-            let early = router.attach { signal in Task { await dispatch(signal) } }
+            // SIGCHLD is handled at once on the signal queue (reaping must not wait behind the actor).
+            let early = router.attach { signal in
+                if signal == SIGCHLD {
+                    _ = workload.receivedSignal(signal)
+                    metrics.signal("SIGCHLD")
+                    return
+                }
+                Task { await dispatch(signal) }
+            }
             for signal in early { await dispatch(signal) }
         }
         listeners.close()

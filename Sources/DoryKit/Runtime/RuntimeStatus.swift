@@ -12,6 +12,17 @@ final class RuntimeStatus: Sendable {
     private let readySinceMs = Atomic<Int64>(0)
     private let lastHealthMillis = Atomic<Int64>(0)
     let checks = CheckRegistry()
+    /// The workload whose built-in checks (`Workload.probeChecks`) join the probes; nil in unit tests.
+    private let workload: (any Workload)?
+
+    init(workload: (any Workload)? = nil) {
+        self.workload = workload
+    }
+
+    /// The workload's checks for `kind`, as probe lines.
+    func workloadLines(_ kind: CheckKind) -> [CheckLine] {
+        (workload?.probeChecks(kind) ?? []).map { CheckLine(name: $0.name, passed: $0.passed, detail: $0.detail) }
+    }
 
     var phase: Phase { Phase(rawValue: phaseRaw.load(ordering: .acquiring)) ?? .failed }
     func setPhase(_ phase: Phase) { phaseRaw.store(phase.rawValue, ordering: .releasing) }
@@ -57,6 +68,7 @@ final class RuntimeStatus: Sendable {
         lines.append(CheckLine(name: "phase", passed: phaseOK, detail: phaseOK ? nil : "phase is \(phase)"))
         lines.append(CheckLine(name: "prestop", passed: !prestopArrived, detail: prestopArrived ? "prestop received" : nil))
         lines.append(CheckLine(name: "shutdown", passed: !shutdownRequested, detail: shutdownRequested ? "shutdown requested" : nil))
+        lines += workloadLines(.readiness)
         let builtinsPass = lines.allSatisfy(\.passed)
         if builtinsPass {
             for check in checks.results(.readiness) {

@@ -68,9 +68,16 @@ actor SnapshotCoordinator {
     /// When the last snapshot attempt ended: the interval timer restarts from it (§6.6).
     private(set) var lastCompletedAt = ContinuousClock.now
 
-    init(writer: any SnapshotWriting, metrics: Metrics, capture: @escaping @Sendable () async throws -> JSONObject) {
+    /// Told the generation whenever a *captured* state (not a given one) is durable, written or reused.
+    private let onCapturedDurable: (@Sendable (UInt64) -> Void)?
+
+    init(
+        writer: any SnapshotWriting, metrics: Metrics, onCapturedDurable: (@Sendable (UInt64) -> Void)? = nil,
+        capture: @escaping @Sendable () async throws -> JSONObject
+    ) {
         self.writer = writer
         self.metrics = metrics
+        self.onCapturedDurable = onCapturedDurable
         self.capture = capture
     }
 
@@ -158,6 +165,7 @@ actor SnapshotCoordinator {
                 return .skipped(generation: newest.generation)
             }
             if newest.ownWrite {
+                if given == nil { onCapturedDurable?(newest.generation) }
                 metrics.snapshotAttempt(reason: reason.rawValue, result: "ok", durationSec: Self.seconds(since: start))
                 return .saved(generation: newest.generation, reused: true, rawBytes: 0, compressedBytes: 0, durationMs: Self.ms(since: start))
             }
@@ -179,6 +187,7 @@ actor SnapshotCoordinator {
         case .success(let written):
             let durationMs = Self.ms(since: start)
             newest = (written.generation, hash, true)
+            if given == nil { onCapturedDurable?(written.generation) }
             metrics.snapshotAttempt(reason: reason.rawValue, result: "ok", durationSec: Self.seconds(since: start))
             metrics.snapshotDurable(generation: written.generation, rawBytes: written.rawBytes, compressedBytes: written.compressedBytes, savedAtMillis: savedAt)
             logger.info("snapshot saved", metadata: [

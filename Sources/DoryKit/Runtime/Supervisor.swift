@@ -48,6 +48,13 @@ actor Supervisor {
     private var stateCapture: BoundedTask<JSONObject>?
     private var restoreDone: [CheckedContinuation<Void, Never>] = []
 
+    // Workload extension points.
+    private var traits: WorkloadTraits { workload.traits }
+    private(set) var host: WorkloadHost?
+    private var stopSignalled = false
+    /// nil: nothing needed saving; true: durable; false: failed or timed out.
+    private var finalSaveDurable: Bool?
+
     /// The decision, readable by probes without entering the actor.
     private let publishedDecision = Mutex<RecoveryDecision>(.undecided)
     nonisolated var decisionSnapshot: RecoveryDecision { publishedDecision.withLock { $0 } }
@@ -81,6 +88,9 @@ actor Supervisor {
             identity: identity, processorId: settings.processorId, bootId: settings.bootId,
             environment: settings.environment, hooks: makeContextHooks())
         self.context = context
+        let host = WorkloadHost(supervisor: self)
+        self.host = host
+        workload.attach(host: host)
         // (e) construct the workload and collect its declarations: an error exits 2 before any file is touched.
         do {
             try await workload.prepare(context: context)
@@ -128,7 +138,9 @@ actor Supervisor {
         context.settle(restartCount: restartCount, recovery: decision)
         publishedDecision.withLock { $0 = decision }
         let writer = StoreWriter(storage: storage, settings: settings, decision: decision)
-        let coordinator = SnapshotCoordinator(writer: writer, metrics: metrics) { [workload] in try await workload.captureState() }
+        let coordinator = SnapshotCoordinator(
+            writer: writer, metrics: metrics, onCapturedDurable: { [workload] generation in workload.stateDurable(generation: generation) }
+        ) { [workload] in try await workload.captureState() }
         self.coordinator = coordinator
         if case .valid(let generation, let state, let savedAt, let raw, let compressed) = scan.newest {
             await coordinator.noteExisting(generation: generation, state: state)
@@ -182,13 +194,20 @@ actor Supervisor {
         transition(to: .starting)
         notifier.status("starting")
         startupEntered = true
-        let resets = decision.resetsCaches
+        let restoresFirst = traits.restoresBeforeStartup
+        if restoresFirst {
+            let source = stagedTransfer ?? restoredGeneration
+            await workload.receiveRestoreSource(state: source?.state, generation: source?.generation)
+        }
+        let resets = decision.resetsCaches && !restoresFirst
         let startup = BoundedTask { [workload] in
             if resets { await workload.resetCaches() }
             try await workload.startup()
         }
         startupTask = startup
-        startup.expire(at: .now + .milliseconds(Int64(config.startupTimeoutSec * 1000)))
+        if !traits.ownsStartupDeadline {
+            startup.expire(at: .now + .milliseconds(Int64(config.startupTimeoutSec * 1000)))
+        }
         if let t0 { startup.expire(at: t0 + cutoffB_r) }
         let startupResult = await startup.result()
         startupTask = nil
@@ -197,6 +216,10 @@ actor Supervisor {
         }
         switch startupResult {
         case .value: break
+        case .failure(let error as WorkloadEnded):
+            logger.info("workload ended during startup", metadata: ["event": "lifecycle.workload_ended", "reason": .string(error.reason)])
+            beginStop(signal: nil)
+            return await stoppingSequence()
         case .failure(let error):
             logger.error("startup failed", metadata: ["event": "lifecycle.startup_failed", "error": .errorValue(type: "startup", message: "\(error)")])
             return await failAndStop(ExitCode.startupFailed, "startup: \(error)")
@@ -207,8 +230,8 @@ actor Supervisor {
 
         // restoring
         transition(to: .restoring)
-        if let code = await restorePhase(storage: storage) { return code }
-        status.markStateBound()
+        if !restoresFirst, let code = await restorePhase(storage: storage) { return code }
+        if !traits.bindsStateItself { status.markStateBound() }
         resumeRestoreWaiters()
         if t0 != nil { return await stoppingSequence() }
 
@@ -225,6 +248,8 @@ actor Supervisor {
         if t0 == nil {
             // run() ended on its own: that is T0 (§3.3).
             switch runResult {
+            case .failure(let error as WorkloadEnded):
+                logger.info("workload ended", metadata: ["event": "lifecycle.workload_ended", "reason": .string(error.reason)])
             case .failure(let error):
                 logger.error("run() threw", metadata: ["event": "lifecycle.run_failed", "error": .errorValue(type: "run", message: "\(error)")])
                 recordFailure(ExitCode.runFailed, "run: \(error)")
@@ -232,7 +257,7 @@ actor Supervisor {
                 logger.info("run() returned", metadata: ["event": "lifecycle.run_returned"])
             }
             beginStop(signal: nil)
-        } else if case .failure(let error) = runResult, !(error is CancellationError) {
+        } else if case .failure(let error) = runResult, !(error is CancellationError), !(error is WorkloadEnded) {
             logger.error("run() threw", metadata: ["event": "lifecycle.run_failed", "error": .errorValue(type: "run", message: "\(error)")])
             recordFailure(ExitCode.runFailed, "run: \(error)")
         }
@@ -324,7 +349,12 @@ actor Supervisor {
             logger.warning("second stop signal: skipping remaining waits", metadata: ["event": "signal.escalate", "signal": .string(name)])
             runTask?.expireNow()
             startupTask?.expireNow()
-            shutdownTask?.expireNow()
+            workload.escalate()
+            if traits.shutdownOverrunSec > 0 {
+                shutdownTask?.expire(at: .now + .milliseconds(Int64(traits.shutdownOverrunSec * 1000)))
+            } else {
+                shutdownTask?.expireNow()
+            }
             finalSaveTask?.expire(at: .now + .milliseconds(Int64(min(config.finalSaveTimeoutSec, 2) * 1000)))
             escalated = true
         } else {
@@ -340,6 +370,9 @@ actor Supervisor {
         guard t0 == nil else { return }
         let now = ContinuousClock.now
         t0 = now
+        stopSignalled = signal != nil
+        host?.setShutdownDeadline(now + .milliseconds(Int64(config.shutdownTimeoutSec * 1000)))
+        workload.stopBegan()
         status.markShutdown()
         status.setReady(false)
         context?.requestShutdown()
@@ -412,11 +445,12 @@ actor Supervisor {
         }
         // 5. shutdown()
         if startupEntered {
-            let deadline = max(t0 + b, ContinuousClock.now + r)
+            let overrun = Duration.milliseconds(Int64(traits.shutdownOverrunSec * 1000))
+            let deadline = max(t0 + b, ContinuousClock.now + r) + overrun
             let task = BoundedTask { [workload] in try await workload.shutdown() }
             shutdownTask = task
             task.expire(at: deadline)
-            if escalated { task.expireNow() }
+            if escalated { task.expire(at: .now + overrun) }
             switch await task.result() {
             case .value: break
             case .failure(let error):
@@ -443,6 +477,7 @@ actor Supervisor {
             case .timedOut: outcome = .timedOut
             }
             finalSave = outcome
+            finalSaveDurable = outcome.generation != nil
             let waiters = finalSaveWaiters
             finalSaveWaiters.removeAll()
             for waiter in waiters { waiter.resume(returning: outcome) }
@@ -453,6 +488,23 @@ actor Supervisor {
                 logger.error("final save failed", metadata: ["event": "lifecycle.final_save_failed", "error": .errorValue(type: "save_failed", message: "\(outcome)")])
                 recordFailure(ExitCode.finalSaveFailed, "final save: \(outcome)")
             }
+        } else if traits.bindsStateItself, startupEntered, let coordinator {
+            // Not state-bound: the newest valid generation is the state of record; confirm it.
+            let outcome = await coordinator.confirmNewest()
+            finalSave = outcome
+            if case .failed = outcome {
+                finalSaveDurable = false
+                logger.error("final save failed", metadata: ["event": "lifecycle.final_save_failed", "error": .errorValue(type: "save_failed", message: "\(outcome)")])
+                errors.append("final save: \(outcome)")
+            }
+            let waiters = finalSaveWaiters
+            finalSaveWaiters.removeAll()
+            for waiter in waiters { waiter.resume(returning: outcome) }
+        }
+        if startupEntered, let end = await workload.endOfBoot(
+            BootEndFacts(runtimeCode: exitCode, stopSignalled: stopSignalled, finalSaveDurable: finalSaveDurable))
+        {
+            return finish(end.code, phase: end.code == 0 ? .stopped : .failed, clean: end.clean, metadata: end.logMetadata)
         }
         let code = exitCode ?? ExitCode.ok
         return finish(code, phase: code == 0 ? .stopped : .failed)
@@ -464,16 +516,18 @@ actor Supervisor {
     }
 
     /// Terminal: journal end record, final status. The caller flushes the log and exits.
-    private func finish(_ code: Int32, phase: Phase) -> Int32 {
+    private func finish(_ code: Int32, phase: Phase, clean: Bool? = nil, metadata: [String: String] = [:]) -> Int32 {
         hardStop?.cancel()
         if status.phase == .stopping || phase == .failed { status.setPhase(phase) }
-        storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: code == 0, errors: errors)
+        storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: clean ?? (code == 0), errors: errors)
         if code == 0 {
             if finalSave == nil { notifier.status("stopped") }
         } else {
             notifier.status("failed: exit \(code)")
         }
-        logger.info("exiting", metadata: ["event": "lifecycle.exit", "exit_code": .stringConvertible(code)])
+        var exitMetadata: Logger.Metadata = ["event": "lifecycle.exit", "exit_code": .stringConvertible(code)]
+        for (key, value) in metadata { exitMetadata[key] = .string(value) }
+        logger.info("doryd exiting", metadata: exitMetadata)
         return code
     }
 
@@ -546,7 +600,9 @@ actor Supervisor {
 
     private func beat() {
         status.beat()
-        notifier.watchdog()
+        workload.supervisorTick()
+        // A failing workload liveness check withholds WATCHDOG=1, so systemd acts as the kubelet would.
+        if workload.probeChecks(.liveness).allSatisfy(\.passed) { notifier.watchdog() }
     }
 
     private func startIntervalTimer() {
@@ -564,6 +620,11 @@ actor Supervisor {
                     continue
                 }
                 guard !Task.isCancelled, status.phase == .running || status.phase == .draining else { return }
+                guard status.stateBound else {
+                    // Nothing to write until the state is bound; look again one period later.
+                    try? await Task.sleep(for: period)
+                    continue
+                }
                 _ = await coordinator.request(.interval, captureTimeoutSec: timeout)
             }
         })
@@ -661,7 +722,7 @@ actor Supervisor {
     func snapshotSignal() {
         metrics.signal("SIGUSR1")
         let phase = status.phase
-        guard phase == .running || phase == .draining, let coordinator else {
+        guard phase == .running || phase == .draining, status.stateBound, let coordinator else {
             logger.info("SIGUSR1 ignored in this phase", metadata: ["event": "signal.ignored", "signal": "SIGUSR1", "phase": .string(phase.description)])
             return
         }
@@ -737,6 +798,7 @@ actor Supervisor {
 
     /// `POST /state` after validation: staged before restore, applied while running (§4.5).
     func receiveTransfer(_ data: JSONObject) async -> TransferResult {
+        if let refusal = workload.transferRefusal() { return .refused(refusal) }
         switch status.phase {
         case .draining, .stopping, .stopped, .failed:
             return .shuttingDown
@@ -794,6 +856,8 @@ enum TransferResult: Sendable {
     case timedOut
     case persistFailed(String)
     case shuttingDown
+    /// The workload refused it (`Workload.transferRefusal`).
+    case refused(TransferRefusal)
 }
 
 /// Exits the process now: runs the registered cleanups (listeners, so the control socket file is removed), flushes

@@ -19,6 +19,36 @@ public protocol Workload: Sendable {
     func validateTransfer(_ state: JSONObject) async -> [String: String]
     /// The state keys the workload declares (for `ignored_keys` of an applied transfer).
     func declaredKeys() async -> [String]
+
+    // Extension points (WorkloadHooks.swift); the defaults keep the processor's behaviour.
+
+    /// How the Supervisor's mechanics apply to this workload.
+    var traits: WorkloadTraits { get }
+    /// Called once, before `prepare`, with the runtime's facts and actions.
+    func attach(host: WorkloadHost)
+    /// With `traits.restoresBeforeStartup`: the restore source at the start of starting (a staged transfer, else
+    /// the restored generation, else nil).
+    func receiveRestoreSource(state: JSONObject?, generation: UInt64?) async
+    /// The stop began (T0): called synchronously under the Supervisor's lock, so work started after it sees it.
+    func stopBegan()
+    /// A second stop signal in stopping (escalation): skip every wait.
+    func escalate()
+    /// Every handled signal, before the runtime acts on it.
+    func receivedSignal(_ signal: Int32) -> WorkloadSignalDisposition
+    /// The Supervisor's heartbeat (about once a second).
+    func supervisorTick()
+    /// Built-in checks added to a probe, after the runtime's own (readiness: after `shutdown`).
+    func probeChecks(_ kind: CheckKind) -> [WorkloadCheck]
+    /// Routes served on the control socket besides `/prestop` and `/healthz` (asked once, in step j).
+    func controlSocketRoutes() -> ControlSocketRoutes?
+    /// A refusal of `POST /state` now, or nil to apply the runtime's rules.
+    func transferRefusal() -> TransferRefusal?
+    /// A snapshot of a captured state became durable in `generation` (any reason).
+    func stateDurable(generation: UInt64)
+    /// The exit code and journal `clean` flag at the end of a boot that reached starting; nil for the runtime's.
+    func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd?
+    /// Extra Prometheus text appended to `/metrics`.
+    func metricsText() -> String
 }
 
 /// Hosts a `Processor` type in process.
