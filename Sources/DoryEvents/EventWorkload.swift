@@ -147,7 +147,7 @@ public final class EventWorkload: Workload {
         if opened != nil { return }
         for warning in settings.events.warnings { logger.warning("\(warning)") }
         do throws(FileSystemError) {
-            try makeDirectories(settings.channelsDirectory)
+            try fileSystem.makeDirectories(settings.channelsDirectory)
         } catch {
             throw EventWorkloadError("events directory \(settings.channelsDirectory): \(error)")
         }
@@ -342,13 +342,6 @@ public final class EventWorkload: Workload {
         }
     }
 
-    private func makeDirectories(_ path: String) throws(FileSystemError) {
-        if let st = try fileSystem.status(path), st.isDirectory { return }
-        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            try makeDirectories(String(path[..<slash]))
-        }
-        do throws(FileSystemError) { try fileSystem.mkdir(path, mode: 0o700) } catch where error.errno == EEXIST {}
-    }
 
     /// The queue's notes as log lines: `event queue stopped` is CRITICAL, a failed write ERROR, the rest WARNING.
     static func logQueueWarning(_ text: String, _ logger: Logger) {
