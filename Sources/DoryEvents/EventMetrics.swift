@@ -77,6 +77,17 @@ public final class EventMetrics: Sendable {
         }
     }
 
+    /// Emits `dory_event_schedule_fires_total` for these schedules from the start, with zeros.
+    public func registerSchedules(ids: [String]) {
+        store.withLock { s in
+            for id in ids {
+                for o in ["queued", "coalesced", "dropped"] where s.scheduleFires[id + "|" + o] == nil {
+                    s.scheduleFires[id + "|" + o] = 0
+                }
+            }
+        }
+    }
+
     /// A counter's value, for tests: `family` without the `dory_event_` prefix, labels joined with `|`.
     public func value(_ family: String, _ labels: String) -> UInt64 {
         store.withLock { s in

@@ -73,6 +73,20 @@ public final class EventState: Sendable {
     /// Validates the whole state first (a wrong member fails the restore and changes nothing), then restores it:
     /// `tag_values` replaces the committed map; aggregates and ids never move backwards (§7.1).
     public func restore(_ state: JSONObject) throws(EventStateError) {
+        let (map, aggs, ids) = try EventState.validate(state)
+        do throws(ChannelWriteError) {
+            try channels.restore(aggregates: aggs, channels: ids)
+        } catch {
+            throw EventStateError(member: "aggregates", reason: error.message)
+        }
+        setTagValues(map)
+    }
+
+    /// Checks every member's shape without applying anything (`POST /state` validation, §7.1 "Restore"); returns
+    /// the parsed members. A missing member counts as empty; unknown members are ignored.
+    public static func validate(_ state: JSONObject) throws(EventStateError)
+        -> (TagMap, [ChannelAddress: AggregateRecord], [ChannelAddress: Int64])
+    {
         var map: TagMap = [:]
         switch state["tag_values"] {
         case nil: break
@@ -97,11 +111,6 @@ public final class EventState: Sendable {
             }
         }
         let (aggs, ids) = try ChannelStore.validate(aggregates: try member("aggregates"), channels: try member("channels"))
-        do throws(ChannelWriteError) {
-            try channels.restore(aggregates: aggs, channels: ids)
-        } catch {
-            throw EventStateError(member: "aggregates", reason: error.message)
-        }
-        setTagValues(map)
+        return (map, aggs, ids)
     }
 }
