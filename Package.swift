@@ -33,10 +33,10 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(name: "DorySupervisor", dependencies: ["DoryKit", "CDorySys"], swiftSettings: strict),
-        .target(name: "DoryEvents", dependencies: ["DoryKit"], swiftSettings: strict),
+        .target(name: "DoryEvents", dependencies: ["DoryKit", "DoryHTTP", "DoryState"], swiftSettings: strict),
         .executableTarget(
             name: "doryd",
-            dependencies: ["DoryKit", "DorySupervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["DoryKit", "DoryEvents", "DorySupervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         .executableTarget(name: "doryd-fixture", dependencies: ["DoryKit"], swiftSettings: strict),

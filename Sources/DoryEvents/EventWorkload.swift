@@ -61,6 +61,10 @@ public final class EventWorkload: Workload {
     let waiters = SummaryWaiters()
     let logger: Logger
 
+    /// Set by ``hosted(settings:application:)`` before the runtime starts, then only read.
+    nonisolated(unsafe) var hostBox: HostBox?
+    nonisolated(unsafe) var controlToken: String?
+
     private let parts = Mutex<Parts?>(nil)
     private let context = Mutex<ExecutionContext?>(nil)
     private let stopping = Atomic<Bool>(false)
@@ -355,4 +359,57 @@ public final class EventWorkload: Workload {
             logger.warning("\(text)")
         }
     }
+}
+
+// MARK: - Hosted by doryd (`doryd events`)
+
+extension EventWorkload {
+    /// The event workload as `doryd events` runs it: settings from the runtime's configuration (an invalid
+    /// `events:` section exits 2 naming the key), tag commits saved through the runtime's snapshot coordinator, and
+    /// `POST /v1/events` plus the channel reads served on the TCP port behind `control_token`.
+    public static func hosted(
+        settings runtime: RuntimeSettings, application: any Application.Type = TemperatureAlertApp.self
+    ) throws(ConfigError) -> EventWorkload {
+        let settings: EventSettings
+        do throws(EventsConfigError) {
+            settings = try EventSettings(config: runtime.config, processorId: runtime.processorId, version: runtime.version)
+        } catch {
+            throw ConfigError(setting: "events", source: nil,
+                              description: error.description)
+        }
+        let hostBox = HostBox()
+        let workload = EventWorkload(settings: settings, application: application, persist: { state in
+            guard let host = hostBox.host else { throw EventHostError("the runtime is not attached") }
+            switch await host.save(state) {
+            case .durable(let generation, _): return generation
+            case .failed(let step, let message): throw EventHostError("\(step): \(message)")
+            case .timedOut: throw EventHostError("the save did not complete in time")
+            }
+        })
+        workload.hostBox = hostBox
+        workload.controlToken = runtime.config.controlToken
+        return workload
+    }
+
+    public func attach(host: WorkloadHost) { hostBox?.set(host) }
+
+    public func tcpRoutes() -> WorkloadRoutes? {
+        guard let hostBox else { return nil }
+        let routes = EventRoutes(workload: self, controlToken: controlToken, phase: { hostBox.host?.phase ?? .initializing })
+        return WorkloadRoutes(
+            handles: { EventRoutes.route(for: $0) != nil }, handler: routes,
+            routeTemplate: { EventRoutes.route(for: $0)?.rawValue })
+    }
+}
+
+/// The runtime host, known once `attach(host:)` ran.
+final class HostBox: Sendable {
+    private let value = Mutex<WorkloadHost?>(nil)
+    var host: WorkloadHost? { value.withLock { $0 } }
+    func set(_ host: WorkloadHost) { value.withLock { $0 = host } }
+}
+
+struct EventHostError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

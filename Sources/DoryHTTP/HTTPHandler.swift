@@ -50,8 +50,22 @@ public struct HTTPClosureHandler: HTTPHandler {
 public struct HTTPResponder: Sendable {
     let connection: HTTPConnection
     let serial: UInt64
+    /// Sees each response before it is sent (a composed handler counting responses per route).
+    var observer: (@Sendable (HTTPResponse) -> Void)? = nil
+
+    /// This responder, with `observe` called with the response before it is sent.
+    public func observing(_ observe: @escaping @Sendable (HTTPResponse) -> Void) -> HTTPResponder {
+        let previous = observer
+        var copy = self
+        copy.observer = { response in
+            previous?(response)
+            observe(response)
+        }
+        return copy
+    }
 
     public func respond(_ response: HTTPResponse) {
+        observer?(response)
         let connection = connection, serial = serial
         if connection.loop.isLoopThread {
             connection.deliver(response, serial: serial)

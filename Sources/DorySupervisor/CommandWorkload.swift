@@ -103,9 +103,9 @@ public final class CommandWorkload: Workload, ChildAPIHost {
         }
     }
 
-    public func controlSocketRoutes() -> ControlSocketRoutes? {
+    public func controlSocketRoutes() -> WorkloadRoutes? {
         guard let api = gate.withLock({ $0.api }) else { return nil }
-        return ControlSocketRoutes(handles: { ChildAPI.handles(path: $0) }, handler: api)
+        return WorkloadRoutes(handles: { ChildAPI.handles(path: $0) }, handler: api)
     }
 
     /// Step (e): nothing to construct; sets the subreaper before (j) (§2.4).

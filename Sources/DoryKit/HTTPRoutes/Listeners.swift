@@ -13,9 +13,14 @@ final class Listeners: Sendable {
     private let logger = Logger(label: "doryd.http")
 
     /// Binds both listeners (step j). Throws on any bind failure (exit 7).
-    func bind(service: ProbeService, settings: RuntimeSettings, extraControlRoutes: ControlSocketRoutes? = nil) throws {
+    func bind(service: ProbeService, settings: RuntimeSettings, extraControlRoutes: WorkloadRoutes? = nil,
+              extraTCPRoutes: WorkloadRoutes? = nil) throws {
         let config = settings.config
-        let tcpServer = try HTTPServer(configuration: Self.configuration(service), handler: RouteHandler(service: service, viaControlSocket: false))
+        let tcpRuntimeRoutes = RouteHandler(service: service, viaControlSocket: false)
+        let tcpHandler: any HTTPHandler = extraTCPRoutes.map {
+            ComposedHandler(extra: $0, runtime: tcpRuntimeRoutes, metrics: service.metrics)
+        } ?? tcpRuntimeRoutes
+        let tcpServer = try HTTPServer(configuration: Self.configuration(service), handler: tcpHandler)
         servers.withLock { $0.append(tcpServer) }
         let listener = try tcpServer.listen(.tcp(host: config.healthHost, port: config.healthPort))
         if listener.kind == .ipv4Fallback {
@@ -27,7 +32,9 @@ final class Listeners: Sendable {
         ])
         let control = ControlSocketAddress.resolve(settings: settings)
         let runtimeRoutes = RouteHandler(service: service, viaControlSocket: true)
-        let controlHandler: any HTTPHandler = extraControlRoutes.map { ComposedHandler(extra: $0, runtime: runtimeRoutes) } ?? runtimeRoutes
+        let controlHandler: any HTTPHandler = extraControlRoutes.map {
+            ComposedHandler(extra: $0, runtime: runtimeRoutes, metrics: service.metrics)
+        } ?? runtimeRoutes
         let controlServer = try HTTPServer(configuration: Self.configuration(service), handler: controlHandler)
         servers.withLock { $0.append(controlServer) }
         switch control {
@@ -61,20 +68,42 @@ final class Listeners: Sendable {
 }
 
 /// The control socket with a workload's routes (`Workload.controlSocketRoutes`) next to the runtime's.
+/// A workload's routes next to the runtime's; responses of the workload's routes are counted by route template
+/// when it provides one.
 struct ComposedHandler: HTTPHandler {
-    let extra: ControlSocketRoutes
+    let extra: WorkloadRoutes
     let runtime: RouteHandler
+    let metrics: Metrics
 
     func admit(_ head: HTTPRequestHead) -> HTTPAdmission {
-        extra.handles(head.path) ? extra.handler.admit(head) : runtime.admit(head)
+        guard extra.handles(head.path) else { return runtime.admit(head) }
+        let admission = extra.handler.admit(head)
+        guard let template = extra.routeTemplate?(head.path) else { return admission }
+        switch admission {
+        case .reject(let response):
+            metrics.request(route: template, code: response.status)
+            return admission
+        case .accept(let limit, let tooLarge):
+            let metrics = self.metrics
+            return .accept(maxBodyBytes: limit) { bytesRead, limit in
+                metrics.request(route: template, code: 413)
+                return tooLarge?(bytesRead, limit)
+                    ?? RouteHandler.convert(.error(413, "payload_too_large", "the body is over \(limit) bytes"), isHead: false)
+            }
+        }
     }
 
     func handle(_ request: HTTPRequest, responder: HTTPResponder) {
-        if extra.handles(request.path) {
-            extra.handler.handle(request, responder: responder)
-        } else {
+        guard extra.handles(request.path) else {
             runtime.handle(request, responder: responder)
+            return
         }
+        guard let template = extra.routeTemplate?(request.path) else {
+            extra.handler.handle(request, responder: responder)
+            return
+        }
+        let metrics = self.metrics
+        extra.handler.handle(request, responder: responder.observing { metrics.request(route: template, code: $0.status) })
     }
 }
 

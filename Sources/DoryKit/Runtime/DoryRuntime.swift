@@ -31,6 +31,12 @@ public enum DoryRuntime {
     /// Runs `workload` and returns the exit code (the log is flushed). Call `SignalRouter.install()` first thing in
     /// `main`; this call installs it too if that was not done.
     public static func run(_ workload: any Workload, _ launch: Launch) async -> Int32 {
+        await run(launch) { _ in workload }
+    }
+
+    /// A workload that needs the resolved settings to be built (the event workload reads its `events:` section).
+    /// A `ConfigError` thrown by `makeWorkload` exits 2 like any other configuration error.
+    public static func run(_ launch: Launch, makeWorkload: (RuntimeSettings) throws(ConfigError) -> any Workload) async -> Int32 {
         let router = SignalRouter.install()
         let environment = ProcessEnvironment.current()
         let bootId = ProcessEnvironment.uuidV4()
@@ -80,6 +86,14 @@ public enum DoryRuntime {
         let settings = RuntimeSettings(
             config: config, environment: environment, identity: identity, processorId: processorId, bootId: bootId,
             version: DoryKitVersion.version, restartCountOverride: config.restartCountOverride, testFault: testFault)
+        let workload: any Workload
+        do throws(ConfigError) {
+            workload = try makeWorkload(settings)
+        } catch {
+            Logger(label: "doryd.config").critical("\(error.description)", metadata: ["event": "config.invalid", "setting": .string(error.setting)])
+            DoryLogging.flush()
+            return ExitCode.invalidConfiguration
+        }
 
         let status = RuntimeStatus(workload: workload)
         let metrics = Metrics()
@@ -88,7 +102,8 @@ public enum DoryRuntime {
         HardExit.onExit { listeners.close() }
         let code = await supervisor.run { supervisor in
             let service = ProbeService(supervisor: supervisor, status: status, metrics: metrics, settings: settings)
-            try listeners.bind(service: service, settings: settings, extraControlRoutes: workload.controlSocketRoutes())
+            try listeners.bind(service: service, settings: settings, extraControlRoutes: workload.controlSocketRoutes(),
+                               extraTCPRoutes: workload.tcpRoutes())
             @Sendable func dispatch(_ signal: Int32) async {
                 if workload.receivedSignal(signal) == .handled {
                     metrics.signal(SignalRouter.name(signal))

@@ -94,14 +94,16 @@ actor SnapshotCoordinator {
     /// Requests a snapshot. `state`: a transferred state to persist instead of a capture (`transfer`).
     /// `captureTimeoutSec` bounds the capture; the write itself is not abandoned once started.
     func request(_ reason: SnapshotReason, state: JSONObject? = nil, captureTimeoutSec: Double) async -> SnapshotOutcome {
-        if reason.coalesces, let queued { return await queued.task.value }
+        // Only captures coalesce: a request that brings its own state (a child's PUT, a tag commit) is written as it is.
+        let coalesces = reason.coalesces && state == nil
+        if coalesces, let queued { return await queued.task.value }
         let previous = tail
         nextID += 1
         let id = nextID
         let task = Task { () -> SnapshotOutcome in
             await previous?.value
             self.started(id)
-            if reason.coalesces, self.dropCoalescable {
+            if coalesces, self.dropCoalescable {
                 self.metrics.snapshotAttempt(reason: reason.rawValue, result: "skipped", durationSec: nil)
                 self.lastCompletedAt = ContinuousClock.now
                 return .skipped(generation: self.newestGeneration)
@@ -110,7 +112,7 @@ actor SnapshotCoordinator {
             self.lastCompletedAt = ContinuousClock.now
             return outcome
         }
-        if reason.coalesces { queued = (id, task) }
+        if coalesces { queued = (id, task) }
         tail = Task { _ = await task.value }
         return await task.value
     }

@@ -40,7 +40,9 @@ public protocol Workload: Sendable {
     /// Built-in checks added to a probe, after the runtime's own (readiness: after `shutdown`).
     func probeChecks(_ kind: CheckKind) -> [WorkloadCheck]
     /// Routes served on the control socket besides `/prestop` and `/healthz` (asked once, in step j).
-    func controlSocketRoutes() -> ControlSocketRoutes?
+    func controlSocketRoutes() -> WorkloadRoutes?
+    /// Routes served on the TCP port next to the runtime's (the event workload's `/v1/events`). Default none.
+    func tcpRoutes() -> WorkloadRoutes?
     /// A refusal of `POST /state` now, or nil to apply the runtime's rules.
     func transferRefusal() -> TransferRefusal?
     /// A snapshot of a captured state became durable in `generation` (any reason).

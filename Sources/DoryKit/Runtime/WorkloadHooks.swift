@@ -44,15 +44,21 @@ public struct WorkloadCheck: Sendable, Equatable {
     }
 }
 
-/// Extra routes a workload serves on the control socket, next to the runtime's `/prestop` and `/healthz`.
-public struct ControlSocketRoutes: Sendable {
+/// Extra routes a workload serves next to the runtime's: on the control socket (run mode's child API) or on the
+/// TCP port (the event workload's `/v1/events`).
+public struct WorkloadRoutes: Sendable {
     /// Whether a path belongs to `handler`.
     public let handles: @Sendable (Substring) -> Bool
     public let handler: any HTTPHandler
+    /// The route template of a path for `dory_http_requests_total` (`/v1/channels/{name}/messages`); nil: the
+    /// handler's responses are not counted by the runtime.
+    public let routeTemplate: (@Sendable (Substring) -> String?)?
 
-    public init(handles: @escaping @Sendable (Substring) -> Bool, handler: any HTTPHandler) {
+    public init(handles: @escaping @Sendable (Substring) -> Bool, handler: any HTTPHandler,
+                routeTemplate: (@Sendable (Substring) -> String?)? = nil) {
         self.handles = handles
         self.handler = handler
+        self.routeTemplate = routeTemplate
     }
 }
 
@@ -187,7 +193,8 @@ extension Workload {
     public func receivedSignal(_ signal: Int32) -> WorkloadSignalDisposition { .runtime }
     public func supervisorTick() {}
     public func probeChecks(_ kind: CheckKind) -> [WorkloadCheck] { [] }
-    public func controlSocketRoutes() -> ControlSocketRoutes? { nil }
+    public func controlSocketRoutes() -> WorkloadRoutes? { nil }
+    public func tcpRoutes() -> WorkloadRoutes? { nil }
     public func transferRefusal() -> TransferRefusal? { nil }
     public func stateDurable(generation: UInt64) {}
     public func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd? { nil }
