@@ -1,3 +1,4 @@
+import DoryKit
 import Synchronization
 
 /// The event workload's Prometheus families (§11), counted here and rendered in text format 0.0.4 for the
@@ -106,18 +107,6 @@ public final class EventMetrics: Sendable {
         }
     }
 
-    private static func escape(_ v: String) -> String {
-        var out = ""
-        for ch in v {
-            switch ch {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(ch)
-            }
-        }
-        return out
-    }
 
     private static func number(_ d: Double) -> String {
         d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
@@ -134,11 +123,11 @@ public final class EventMetrics: Sendable {
         func pairs(_ dict: [String: UInt64], _ a: String, _ b: String) -> [(String, UInt64)] {
             dict.map { key, v in
                 let parts = key.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-                return ("{\(a)=\"\(EventMetrics.escape(parts[0]))\",\(b)=\"\(EventMetrics.escape(parts.count > 1 ? parts[1] : ""))\"}", v)
+                return ("{\(a)=\"\(Metrics.escape(parts[0]))\",\(b)=\"\(Metrics.escape(parts.count > 1 ? parts[1] : ""))\"}", v)
             }
         }
         func single(_ dict: [String: UInt64], _ a: String) -> [(String, UInt64)] {
-            dict.map { ("{\(a)=\"\(EventMetrics.escape($0.key))\"}", $0.value) }
+            dict.map { ("{\(a)=\"\(Metrics.escape($0.key))\"}", $0.value) }
         }
         counter("invocations_total", "Finished invocations (one per summary).", pairs(s.invocations, "op", "status"))
         counter("skips_total", "Skipped invocations by skip reason.", single(s.skips, "reason"))

@@ -178,8 +178,8 @@ public final class Metrics: Sendable {
         return out
     }
 
-    /// Label value escaping: backslash, double quote, newline.
-    static func escape(_ value: String) -> String {
+    /// Label value escaping of the Prometheus text format: backslash, double quote, newline.
+    public static func escape(_ value: String) -> String {
         guard value.contains(where: { $0 == "\\" || $0 == "\"" || $0 == "\n" }) else { return value }
         var out = ""
         for ch in value {
