@@ -169,11 +169,11 @@ extension RunModeTests {
         func case35_putWhileStopping() throws {
             try withSandbox { sandbox in
                 let out = sandbox.path("code")
-                let script = "trap 'curl -sS -o /dev/null -w %{http_code} --unix-socket \"$DORY_CONTROL_SOCKET\" -X PUT --data-binary \"{\\\"bye\\\":1}\" http://dory/v1/state > \(out); exit 0' TERM; touch \(out).ready; \(Acceptance.idle)"
+                let script = "trap 'curl -sS -o \(out).body -w %{http_code} --unix-socket \"$DORY_CONTROL_SOCKET\" -X PUT --data-binary \"{\\\"bye\\\":1}\" http://dory/v1/state > \(out); exit 0' TERM; touch \(out).ready; \(Acceptance.idle)"
                 let daemon = try sandbox.launchRun(.sh(script))
                 #expect(Poll.until(timeout: .seconds(5)) { Files.exists(out + ".ready") })
                 #expect(try daemon.stop().code == 0, "\(daemon.logTail)")
-                #expect(Acceptance.text(out) == "200")
+                #expect(Acceptance.text(out) == "200", "\(Acceptance.text(out + ".body")) \(daemon.logTail)")
                 #expect(try daemon.newestSnapshot().state == ["bye": .int(1)])
                 #expect(daemon.lastEndRecord?["clean"]?.bool == true)
             }
