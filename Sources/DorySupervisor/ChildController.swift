@@ -345,7 +345,10 @@ public final class ChildController: Sendable {
         state.withLock { $0.counters.descendantsKilled += killed.count }
         if !killed.isEmpty {
             logger.warning("killed descendants at the deadline", metadata: [
-                "killed": .array(killed.map { .string("{\"pid\":\($0.pid),\"pgid\":\($0.pgid),\"ppid\":\($0.ppid),\"comm\":\"\($0.comm)\"}") }),
+                "killed": .array(killed.map { entry in
+                    .dictionary(["pid": .stringConvertible(entry.pid), "pgid": .stringConvertible(entry.pgid),
+                                 "ppid": .stringConvertible(entry.ppid), "comm": .string(entry.comm)])
+                }),
             ])
         }
         return killed

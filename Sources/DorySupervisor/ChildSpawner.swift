@@ -69,6 +69,7 @@ public enum ChildSpawner {
         sigemptyset(&empty)
         var all = sigset_t()
         sigfillset(&all)
+        Self.addInternalSignals(&all)
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setpgroup(&attributes, 0)
@@ -140,4 +141,23 @@ func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?
     pointers.append(nil)
     defer { for pointer in pointers { free(pointer) } }
     return body(pointers)
+}
+
+extension ChildSpawner {
+    /// glibc's `sigfillset` leaves out its internal signals (32 up to `SIGRTMIN`: 32 and 33 with current glibc), and `sigaddset` refuses
+    /// them; its `posix_spawn` then leaves them ignored in the child (SIG_IGN survives exec), so the child's `SigIgn` would
+    /// not be all zeros (spec/supervise.md §2.1, §12 case 21). Setting their bits directly makes `POSIX_SPAWN_SETSIGDEF`
+    /// reset them to the default too.
+    static func addInternalSignals(_ set: inout sigset_t) {
+        let first = 32
+        let last = Int(__libc_current_sigrtmin()) - 1
+        guard last >= first else { return }
+        withUnsafeMutableBytes(of: &set) { raw in
+            let words = raw.bindMemory(to: UInt.self)
+            for signal in first...last {
+                let bit = signal - 1
+                words[bit / UInt.bitWidth] |= 1 << UInt(bit % UInt.bitWidth)
+            }
+        }
+    }
 }
