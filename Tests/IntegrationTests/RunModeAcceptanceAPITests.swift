@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 extension RunModeTests {
-    /// The child API on the control socket (spec/supervise.md §6, §12 cases 28–31, 33, 34, 36, 37).
+    /// The child API on the control socket (spec/supervise.md §6, §12 cases 28–31, 33–37).
     @Suite("Run mode acceptance: child API")
     struct RunModeAcceptanceAPITests {
         static func body(_ response: HTTPClient.Response) -> JSONObject { JSON.object(response.body) ?? [:] }
@@ -162,6 +162,20 @@ extension RunModeTests {
                 let newest = try daemon.newestSnapshot()
                 #expect(Self.body(try daemon.control("GET", "/v1/state"))["state"] == .object(newest.state))
                 #expect(try daemon.stop().code == 143)
+            }
+        }
+
+        @Test("case 35: a durable PUT from the child's TERM handler is answered 200 and ends up in the final save")
+        func case35_putWhileStopping() throws {
+            try withSandbox { sandbox in
+                let out = sandbox.path("code")
+                let script = "trap 'curl -sS -o \(out).body -w %{http_code} --unix-socket \"$DORY_CONTROL_SOCKET\" -X PUT --data-binary \"{\\\"bye\\\":1}\" http://dory/v1/state > \(out); exit 0' TERM; touch \(out).ready; \(Acceptance.idle)"
+                let daemon = try sandbox.launchRun(.sh(script))
+                #expect(Poll.until(timeout: .seconds(5)) { Files.exists(out + ".ready") })
+                #expect(try daemon.stop().code == 0, "\(daemon.logTail)")
+                #expect(Acceptance.text(out) == "200", "\(Acceptance.text(out + ".body")) \(daemon.logTail)")
+                #expect(try daemon.newestSnapshot().state == ["bye": .int(1)])
+                #expect(daemon.lastEndRecord?["clean"]?.bool == true)
             }
         }
 
