@@ -401,6 +401,9 @@ public final class CommandWorkload: Workload, ChildAPIHost {
         slot.markDurable(generation: generation, sequence: gate.withLock { $0.capturedSequence })
     }
 
+    /// `GET /state`: `data` is the slot, 503 `not_restored` while it is null (supervise.md §1.3).
+    public func hasStateForTransfer() -> Bool? { slot.read().state != nil }
+
     public func transferRefusal() -> TransferRefusal? {
         guard gate.withLock({ $0.childSpawned }) else { return nil }
         return TransferRefusal(status: 409, code: "child_running", message: "a child is running; doryd cannot apply a state inside it")

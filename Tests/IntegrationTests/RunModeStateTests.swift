@@ -46,6 +46,26 @@ extension RunModeTests {
             }
         }
 
+        @Test("GET /state: 503 not_restored while the slot is null; 200 with the restored slot before any PUT (§1.3)")
+        func getStateServesTheRestoredSlot() throws {
+            try withSandbox { sandbox in
+                var launch = RunLaunch(["sleep", "300"])
+                launch.environment["DORY_STATE_TOKEN"] = Sandbox.stateToken
+                let first = try sandbox.launchRun(launch)
+                try first.waitReady()
+                #expect(try first.getState().status == 503)
+                #expect(try first.control("PUT", "/v1/state", body: #"{"n":7}"#).status == 200)
+                #expect(try first.stop().code == 143)  // the child's status: sleep dies of the forwarded SIGTERM
+
+                let second = try sandbox.launchRun(launch)
+                try second.waitReady()
+                let response = try second.getState()
+                #expect(response.status == 200, "\(response.text)")
+                #expect(JSON.object(response.body)?["data"]?.object?["n"]?.int == 7)
+                #expect(try second.stop().code == 143)
+            }
+        }
+
         @Test("PUT /v1/state: 200 once durable with a generation holding it; POST /state then answers 409 child_running")
         func durablePut() throws {
             try withSandbox { sandbox in

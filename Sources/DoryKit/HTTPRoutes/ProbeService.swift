@@ -59,7 +59,7 @@ final class ProbeService: Sendable {
                     metrics.stateTransfer(op: "post", result: "too_large")
                     return .reject(Self.tooLarge(length, limit), route: route.rawValue)
                 }
-            } else if !status.stateBound {
+            } else if !(supervisor.workload.hasStateForTransfer() ?? status.stateBound) {
                 metrics.stateTransfer(op: "get", result: "not_restored")
                 return .reject(.error(503, "not_restored", "the state is not restored yet", extra: ["phase": .string(phase.description)],
                                       headers: [("Retry-After", "1")]), route: route.rawValue)

@@ -45,6 +45,9 @@ public protocol Workload: Sendable {
     func tcpRoutes() -> WorkloadRoutes?
     /// A refusal of `POST /state` now, or nil to apply the runtime's rules.
     func transferRefusal() -> TransferRefusal?
+    /// Whether `GET /state` has a state to give; nil (default): once the processor is state-bound. Run mode: once
+    /// the slot holds a state, restored or pushed.
+    func hasStateForTransfer() -> Bool?
     /// A snapshot of a captured state became durable in `generation` (any reason).
     func stateDurable(generation: UInt64)
     /// The exit code and journal `clean` flag at the end of a boot that reached starting; nil for the runtime's.

@@ -196,6 +196,7 @@ extension Workload {
     public func controlSocketRoutes() -> WorkloadRoutes? { nil }
     public func tcpRoutes() -> WorkloadRoutes? { nil }
     public func transferRefusal() -> TransferRefusal? { nil }
+    public func hasStateForTransfer() -> Bool? { nil }
     public func stateDurable(generation: UInt64) {}
     public func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd? { nil }
     public func metricsText() -> String { "" }
