@@ -55,15 +55,32 @@ struct Run: ParsableCommand {
             if let setting, setting != .controlSocket { runArguments += group } else { settingArguments += group }
         }
 
-        // Environment, then the command line (§11).
+        // The YAML file, then the environment, then the command line (§11): each later source overrides, every
+        // value is validated.
         var options = RunOptions()
         var environment: [String: String] = [:]
         for entry in ChildEnvironment.current() {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             if parts.count == 2 { environment[String(parts[0])] = String(parts[1]) }
         }
+        let runKeys = Set(RunSetting.allCases.filter { $0 != .controlSocket }.map(\.settingName))
+        let flags: [String: String]
+        let config: DoryConfig
+        do {
+            flags = try SettingFlags.parse(settingArguments)
+            var loader = ConfigLoader(flags: flags, environment: environment)
+            loader.workloadKeys = runKeys
+            config = try loader.load()
+        } catch {
+            return DoryRuntime.reportConfigError(error)
+        }
         let command: [String]
         do throws(RunOptionError) {
+            for setting in RunSetting.allCases where setting != .controlSocket {
+                if let value = config.workloadSettings[setting.settingName] {
+                    try options.set(setting, to: value.text, writtenAs: "\(setting.settingName) from \(value.source)")
+                }
+            }
             for setting in RunSetting.allCases where setting != .controlSocket {
                 if let text = environment[setting.environmentVariable], !text.isEmpty {
                     try options.set(setting, to: text, writtenAs: setting.environmentVariable)
@@ -73,20 +90,13 @@ struct Run: ParsableCommand {
         } catch {
             return DoryRuntime.reportConfigError(ConfigError(setting: error.option, source: nil, description: error.description))
         }
-        let flags: [String: String]
-        do {
-            flags = try SettingFlags.parse(settingArguments)
-            let config = try ConfigLoader(flags: flags, environment: environment).load()
-            if config.snapshotMaxBytes < config.stateMaxBytes + 4096 {
-                return DoryRuntime.reportConfigError(ConfigError(
-                    setting: "snapshot_max_bytes", source: nil,
-                    description: "snapshot_max_bytes (\(config.snapshotMaxBytes)) must be at least state_max_bytes (\(config.stateMaxBytes)) + 4096 in run mode"))
-            }
-        } catch {
-            return DoryRuntime.reportConfigError(error)
+        if config.snapshotMaxBytes < config.stateMaxBytes + 4096 {
+            return DoryRuntime.reportConfigError(ConfigError(
+                setting: "snapshot_max_bytes", source: nil,
+                description: "snapshot_max_bytes (\(config.snapshotMaxBytes)) must be at least state_max_bytes (\(config.stateMaxBytes)) + 4096 in run mode"))
         }
         DoryLogging.bootstrap()  // before the workload creates its loggers
         let workload = CommandWorkload(options: options, command: command, inheritedEnvironment: ChildEnvironment.current())
-        return await DoryRuntime.run(workload, DoryRuntime.Launch(flags: flags))
+        return await DoryRuntime.run(workload, DoryRuntime.Launch(flags: flags, workloadKeys: runKeys))
     }
 }

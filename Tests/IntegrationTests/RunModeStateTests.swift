@@ -159,3 +159,29 @@ extension RunModeTests {
         }
     }
 }
+
+extension RunModeTests {
+    /// supervise.md §11: every run option is also a YAML key, validated like its flag.
+    @Suite("Run mode: options from the YAML file")
+    struct RunModeYAMLOptionTests {
+        @Test("success_exit_codes from YAML maps the child's 3 to doryd's 0; an invalid restart_policy exits 2 naming it")
+        func yamlOptions() throws {
+            try withSandbox { sandbox in
+                let good = sandbox.path("good.yaml")
+                let bad = sandbox.path("bad.yaml")
+                writeFile(good, Array("success_exit_codes: \"0,3\"\n".utf8))
+                writeFile(bad, Array("restart_policy: bogus\n".utf8))
+                let state = sandbox.path("state")
+                let mapped = try CommandRun.doryd(sandbox, ["run", "--port", "0", "--state-dir", state, "--", "sh", "-c", "exit 3"],
+                                                  environment: ["DORY_CONFIG_FILE": good])
+                #expect(mapped.code == 0, "\(mapped)")
+                let plain = try CommandRun.doryd(sandbox, ["run", "--port", "0", "--state-dir", state, "--", "sh", "-c", "exit 3"])
+                #expect(plain.code == 3, "\(plain)")
+                let refused = try CommandRun.doryd(sandbox, ["run", "--port", "0", "--state-dir", state, "--", "true"],
+                                                   environment: ["DORY_CONFIG_FILE": bad])
+                #expect(refused.code == 2, "\(refused)")
+                #expect(refused.stderr.contains("restart_policy"), "\(refused)")
+            }
+        }
+    }
+}

@@ -21,6 +21,9 @@ public struct ConfigLoader {
     /// Whether the `events:` section and the event workload's flat settings are accepted (`doryd events`,
     /// `doryd invoke`); otherwise they are rejected like unknown keys, naming the key.
     public var allowEvents: Bool
+    /// YAML keys of a workload's own settings (run mode's options): accepted as flat scalars and handed back raw
+    /// in ``DoryConfig/workloadSettings`` for the workload to validate.
+    public var workloadKeys: Set<String> = []
     /// Reads the config file; replaceable in tests. Throws the `strerror` text.
     public var readFile: (String) throws(ConfigFileReadError) -> [UInt8]
 
@@ -170,7 +173,7 @@ public struct ConfigLoader {
                 throw ConfigError(setting: key, source: at,
                                   description: "config_file from \(at): cannot be set inside the config file")
             }
-            guard settings[key] != nil else {
+            guard settings[key] != nil || workloadKeys.contains(key) else {
                 throw ConfigError(setting: key, source: at,
                                   description: "unknown setting \(ConfigText.quoted(key)) in \(at)")
             }
@@ -180,6 +183,10 @@ public struct ConfigLoader {
                                       + "not \(entry.value.kindDescription)")
             }
             if scalar.text.isEmpty { continue } // an empty value counts as unset
+            if settings[key] == nil {
+                config.workloadSettings[key] = WorkloadSettingText(text: scalar.text, source: "\(at)")
+                continue
+            }
             values[key] = (scalar, path)
         }
         return values

@@ -50,6 +50,9 @@ public struct DoryConfig: Sendable, Equatable {
     public var eventMaxAttempts: Int = 3
     public var channelMaxBytes: Int = 4_194_304
 
+    /// A workload's own settings found in the YAML file (``ConfigLoader/workloadKeys``), as written.
+    public var workloadSettings: [String: WorkloadSettingText] = [:]
+
     public init() {}
 
     /// Warnings about accepted values (§10: a token shorter than 16 characters), one line each, to log at WARN.
@@ -82,5 +85,15 @@ extension LogLevelSetting {
         case .error: .error
         case .critical: .critical
         }
+    }
+}
+
+/// A workload setting's YAML value, unvalidated, and where it was written (`file.yaml:3`) for messages.
+public struct WorkloadSettingText: Sendable, Equatable {
+    public var text: String
+    public var source: String
+    public init(text: String, source: String) {
+        self.text = text
+        self.source = source
     }
 }

@@ -14,9 +14,12 @@ public enum DoryRuntime {
         public var flags: [String: String]
         /// Accept the `events:` section of the YAML file.
         public var allowEvents: Bool
-        public init(flags: [String: String] = [:], allowEvents: Bool = false) {
+        /// YAML keys of the workload's own settings (see ``ConfigLoader/workloadKeys``).
+        public var workloadKeys: Set<String>
+        public init(flags: [String: String] = [:], allowEvents: Bool = false, workloadKeys: Set<String> = []) {
             self.flags = flags
             self.allowEvents = allowEvents
+            self.workloadKeys = workloadKeys
         }
     }
 
@@ -48,7 +51,9 @@ public enum DoryRuntime {
         // (b) configuration, (c) logging settings.
         let config: DoryConfig
         do {
-            config = try ConfigLoader(flags: launch.flags, environment: environment, allowEvents: launch.allowEvents).load()
+            var loader = ConfigLoader(flags: launch.flags, environment: environment, allowEvents: launch.allowEvents)
+            loader.workloadKeys = launch.workloadKeys
+            config = try loader.load()
         } catch {
             Logger(label: "doryd.config").critical("\(error.description)", metadata: ["event": "config.invalid", "setting": .string(error.setting)])
             DoryLogging.flush()
