@@ -102,11 +102,12 @@ extension EventsTests {
         }
 
         /// C03: no control token → POST /v1/events and the channel reads answer 403 `events_disabled`;
-        /// `rejected_total{reason="disabled"}` counts the POST.
+        /// `rejected_total{reason="disabled"}` counts the POST; a `rate: every 1s` schedule still fires and runs.
         @Test func withoutControlTokenTheRoutesAreDisabled() throws {
             try withSandbox { sandbox in
                 var launch = EventsLaunch()
                 launch.unset = ["DORY_CONTROL_TOKEN"]
+                launch.eventsSection = EventsLaunch.section(threshold: 30) + "  schedules:\n    - {id: poll, rate: every 1s}\n"
                 let daemon = try sandbox.launchEvents(launch)
                 try daemon.waitReady()
                 let post = try daemon.postEvent(EventBodies.schedule)
@@ -115,6 +116,12 @@ extension EventsTests {
                 let read = try daemon.get("/v1/channels/dv-proc-inv-42/messages?agent_id=1", headers: Daemon.controlBearer)
                 #expect(read.status == 403 && Self.code(read) == "events_disabled", "\(read.status) \(read.text)")
                 #expect(try daemon.metrics().value("dory_event_rejected_total", ["reason": "disabled"]) == 1)
+                // C03: schedules still fire (and run) without a token.
+                let ran = Poll.until(timeout: .seconds(10), interval: .milliseconds(50)) {
+                    ((try? daemon.metrics().value("dory_event_invocations_total", ["op": "on_schedule", "status": "success"])) ?? 0) >= 1
+                }
+                #expect(ran, "no on_schedule invocation; log:\n\(daemon.logTail)")
+                #expect(try daemon.metrics().value("dory_event_schedule_fires_total", ["schedule_id": "poll", "outcome": "queued"]) ?? 0 >= 1)
                 #expect(try daemon.stop().code == 0)
             }
         }
