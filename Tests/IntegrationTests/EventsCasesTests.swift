@@ -142,5 +142,51 @@ extension EventsTests {
                 #expect(try daemon.stop().code == 0)
             }
         }
+        /// §2.4 replay, one summary per event, from a prepared state (deterministic, unlike a SIGKILL's timing):
+        /// A has a durable `start` and its summary already on `dv-proc-inv-42` → marked done without running, no second
+        /// summary (`summary_found`); B has a `start` and no summary → runs again with its id (C23, `rerun`); C has
+        /// three `start`s → `AttemptsExhausted` without running (C24's last boot, `exhausted`).
+        @Test func replaysFindTheirSummaryRerunOrExhaust() throws {
+            try withSandbox { sandbox in
+                let a = "01932c07-8a3b-7c4e-9a2f-5b6d7e8f9b01"
+                let b = "01932c07-8a3b-7c4e-9a2f-5b6d7e8f9b02"
+                let c = "01932c07-8a3b-7c4e-9a2f-5b6d7e8f9b03"
+                var queue = ""
+                for id in [a, b, c] {
+                    queue += Self.record(#"{"k":"enq","id":"\#(id)","at":1700000000000,"src":"http","req":null,"sub":null,"ev":\#(EventBodies.messageCreate(temp: 45))}"#)
+                }
+                for id in [a, b, c, c, c] { queue += Self.record(#"{"k":"start","id":"\#(id)","at":1700000000001}"#) }
+                sandbox.makeDirectory("state/my-app/events/channels/1")
+                sandbox.write("state/my-app/events/queue.log", queue)
+                let delivered = #"{"app_key":"my_app","app_id":"42","agent_id":"1","event_type":"on_message_create","subscription_id":null,"schedule_id":null,"ingestion_id":null,"started_at":1700000000002,"duration_ms":1,"status":"success","skip_reason":null,"error":null,"requestId":"\#(a)","function_name":"my-app","function_version":"0.1.0","invocation_id":"\#(a)"}"#
+                sandbox.write("state/my-app/events/channels/1/dv-proc-inv-42.jsonl",
+                              #"{"id":"1","channel":{"agent_id":"1","name":"dv-proc-inv-42"},"author_id":"1","timestamp":1700000000003,"invocation_id":"\#(a)","data":\#(delivered)}"# + "\n")
+
+                let daemon = try sandbox.launchEvents()
+                try daemon.waitReady()
+                let all = try #require(daemon.waitForSummaries([a, b, c]), "log:\n\(daemon.logTail)")
+                #expect(all.compactMap { $0["invocation_id"]?.string } == [a, b, c], "one summary each, in order: \(all)")
+                #expect(all[0]["started_at"]?.int == 1700000000002, "A ran again")
+                #expect(all.count == 3 && all[1]["status"]?.string == "success", "\(all)")
+                let exhausted = all.count == 3 ? all[2] : [:]
+                #expect(exhausted["status"]?.string == "error", "\(exhausted)")
+                #expect(exhausted["error"]?["type"]?.string == "AttemptsExhausted")
+                #expect(exhausted["error"]?["message"]?.string == "event started 3 times without completing")
+                let metrics = try daemon.metrics()
+                #expect(metrics.value("dory_event_replays_total", ["outcome": "summary_found"]) == 1)
+                #expect(metrics.value("dory_event_replays_total", ["outcome": "rerun"]) == 1)
+                #expect(metrics.value("dory_event_replays_total", ["outcome": "exhausted"]) == 1)
+                #expect(metrics.value("dory_event_invocations_total", ["op": "on_message_create", "status": "success"]) == 1,
+                        "only B ran")
+                // Nothing left pending: a clean restart runs nothing and delivers nothing more.
+                #expect(Poll.until(timeout: .seconds(5)) { (try? daemon.metrics().value("dory_event_queue_depth")) == 0 })
+                #expect(try daemon.stop().code == 0)
+                let again = try sandbox.launchEvents()
+                try again.waitReady()
+                #expect(try again.channelData().count == 3)
+                #expect(try again.metrics().value("dory_event_replays_total", ["outcome": "rerun"]) ?? 0 == 0)
+                #expect(try again.stop().code == 0)
+            }
+        }
     }
 }
