@@ -374,8 +374,8 @@ extension EventWorkload {
         do throws(EventsConfigError) {
             settings = try EventSettings(config: runtime.config, processorId: runtime.processorId, version: runtime.version)
         } catch {
-            throw ConfigError(setting: "events", source: nil,
-                              description: error.description)
+            let file = runtime.config.configFile.map { " (in \($0))" } ?? ""
+            throw ConfigError(setting: "events", source: nil, description: error.description + file)
         }
         let hostBox = HostBox()
         let workload = EventWorkload(settings: settings, application: application, persist: { state in

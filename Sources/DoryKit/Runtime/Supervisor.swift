@@ -654,7 +654,18 @@ actor Supervisor {
         let timeout = Double(config.checkTimeoutMs) / 1000
         let workload = self.workload
         checkTimer = Task {
+            // A round every second, and one as soon as readiness turns true, so a registered readiness check does
+            // not hold /ready at 503 for up to a second after the processor is ready.
+            var lastRound = ContinuousClock.now - .seconds(2)
+            var wasReady = false
             while !Task.isCancelled {
+                let readyNow = status.phase == .running && status.isReadyFlag
+                defer { wasReady = readyNow }
+                guard ContinuousClock.now - lastRound >= .seconds(1) || (readyNow && !wasReady) else {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    continue
+                }
+                lastRound = ContinuousClock.now
                 var kinds: Set<CheckKindKey> = []
                 if status.phase != .stopping { kinds.insert(CheckKindKey(.liveness)) }
                 let phase = status.phase
@@ -680,7 +691,7 @@ actor Supervisor {
                         }
                     }
                 }
-                try? await Task.sleep(for: .seconds(1))
+                try? await Task.sleep(for: .milliseconds(100))
             }
         }
     }
