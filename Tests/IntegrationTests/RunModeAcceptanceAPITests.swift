@@ -133,7 +133,10 @@ extension RunModeTests {
         @Test("case 34: 100 concurrent durable PUTs all answer 200 with fewer than 100 generations written")
         func case34_concurrentPuts() throws {
             try withSandbox { sandbox in
-                let daemon = try sandbox.launchRun(RunLaunch(["sleep", "300"]))
+                // Keep every generation, so each one a PUT was answered with can be read back.
+                var launch = RunLaunch(["sleep", "300"])
+                launch.environment["DORY_SNAPSHOT_KEEP"] = "100"
+                let daemon = try sandbox.launchRun(launch)
                 try daemon.waitReady()
                 let socket = daemon.controlSocketPath
                 let answers = Mutex<[(Int, Int, Int64?)]>([])
