@@ -27,7 +27,7 @@ public struct EventRoutes: HTTPHandler {
     static let jsonType = "application/json; charset=utf-8"
 
     private let workload: EventWorkload
-    private let token: BearerToken?
+    private let token: TokenCheck?
     private let phase: @Sendable () -> Phase
 
     /// - Parameters:
@@ -37,7 +37,7 @@ public struct EventRoutes: HTTPHandler {
     ///     503 `shutting_down`; `running` and `draining` accept.
     public init(workload: EventWorkload, controlToken: String?, phase: @escaping @Sendable () -> Phase = { .running }) {
         self.workload = workload
-        self.token = controlToken.map(BearerToken.init(token:))
+        self.token = controlToken.map(TokenCheck.init(token:))
         self.phase = phase
     }
 
@@ -289,26 +289,6 @@ public struct EventRoutes: HTTPHandler {
     }
 }
 
-/// The bearer-token check of runtime §4.5: case-insensitive scheme, SHA-256 digests compared in constant time.
-struct BearerToken: Sendable {
-    let digest: [UInt8]
-
-    init(token: String) { digest = SHA256.hash(Array(token.utf8)) }
-
-    /// nil when authorized, else the 401 code.
-    func verify(_ header: String?) -> String? {
-        guard let header, !header.isEmpty else { return "missing_authorization" }
-        let bytes = Array(header.utf8)
-        guard bytes.count > 7, String(decoding: bytes[0..<6], as: UTF8.self).lowercased() == "bearer", bytes[6] == 32
-        else { return "invalid_authorization_format" }
-        var i = 6
-        while i < bytes.count, bytes[i] == 32 { i += 1 }
-        let presented = SHA256.hash(Array(bytes[i...]))
-        var difference: UInt8 = 0
-        for (a, b) in zip(presented, digest) { difference |= a ^ b }
-        return difference == 0 ? nil : "invalid_token"
-    }
-}
 
 extension Substring {
     func trimmingSpaces() -> Substring {

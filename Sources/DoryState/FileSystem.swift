@@ -4,6 +4,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Synchronization
 
 /// A failed file operation: which call, on which path, and the errno.
 public struct FileSystemError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -248,6 +249,16 @@ public struct SystemFileSystem: FileSystem {
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
             if name != "." && name != ".." { names.append(name) }
+        }
+    }
+}
+
+extension Mutex where Value == OpenFile? {
+    /// Takes the open file out (leaving nil), so exactly one caller closes it.
+    func take() -> OpenFile? {
+        withLock { file in
+            defer { file = nil }
+            return file
         }
     }
 }

@@ -121,14 +121,11 @@ enum JSONWriter {
         out.append(UInt8(ascii: "\""))
         for scalar in string.unicodeScalars {
             let v = scalar.value
+            if let short = shortEscape(v) {
+                out.append(contentsOf: short.utf8)
+                continue
+            }
             switch v {
-            case 0x22: out.append(contentsOf: "\\\"".utf8)
-            case 0x5C: out.append(contentsOf: "\\\\".utf8)
-            case 0x0A: out.append(contentsOf: "\\n".utf8)
-            case 0x0D: out.append(contentsOf: "\\r".utf8)
-            case 0x09: out.append(contentsOf: "\\t".utf8)
-            case 0x08: out.append(contentsOf: "\\b".utf8)
-            case 0x0C: out.append(contentsOf: "\\f".utf8)
             case 0x20...0x7E: out.append(UInt8(v))
             case 0x10000...:
                 let u = v - 0x10000
@@ -138,6 +135,20 @@ enum JSONWriter {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// The two-character escapes JSON (and Python) use for `"`, `\\` and five control characters.
+    private static func shortEscape(_ v: UInt32) -> String? {
+        switch v {
+        case 0x22: "\\\""
+        case 0x5C: "\\\\"
+        case 0x0A: "\\n"
+        case 0x0D: "\\r"
+        case 0x09: "\\t"
+        case 0x08: "\\b"
+        case 0x0C: "\\f"
+        default: nil
+        }
     }
 
     private static func appendUnicodeEscape(_ v: UInt32, to out: inout [UInt8]) {
@@ -161,15 +172,10 @@ enum JSONWriter {
                 guard b < 0x20 || b == 0x22 || b == 0x5C else { continue }
                 if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i])) }
                 runStart = i + 1
-                switch b {
-                case 0x22: out.append(contentsOf: "\\\"".utf8)
-                case 0x5C: out.append(contentsOf: "\\\\".utf8)
-                case 0x0A: out.append(contentsOf: "\\n".utf8)
-                case 0x0D: out.append(contentsOf: "\\r".utf8)
-                case 0x09: out.append(contentsOf: "\\t".utf8)
-                case 0x08: out.append(contentsOf: "\\b".utf8)
-                case 0x0C: out.append(contentsOf: "\\f".utf8)
-                default: appendUnicodeEscape(UInt32(b), to: &out)
+                if let short = shortEscape(UInt32(b)) {
+                    out.append(contentsOf: short.utf8)
+                } else {
+                    appendUnicodeEscape(UInt32(b), to: &out)
                 }
             }
             if runStart < utf8.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }

@@ -57,12 +57,7 @@ public final class ProcessorLock: Sendable {
 
     /// Releases the lock (closing the descriptor). Idempotent.
     public func release() {
-        let taken = file.withLock { f -> OpenFile? in
-            let current = f
-            f = nil
-            return current
-        }
-        if let taken { try? fileSystem.close(taken) }
+        if let taken = file.take() { try? fileSystem.close(taken) }
     }
 
     deinit { release() }

@@ -227,12 +227,7 @@ public final class RestartJournal: Sendable {
 
     /// Closes the descriptor. Idempotent.
     public func close() {
-        let taken = file.withLock { f -> OpenFile? in
-            let current = f
-            f = nil
-            return current
-        }
-        if let taken { try? fileSystem.close(taken) }
+        if let taken = file.take() { try? fileSystem.close(taken) }
     }
 
     deinit { close() }

@@ -73,13 +73,14 @@ enum Route: String, CaseIterable, Sendable {
 }
 
 /// Bearer-token checks of spec §4.5: SHA-256 digests compared in constant time.
-struct TokenCheck: Sendable {
+public struct TokenCheck: Sendable {
     let digest: [UInt8]
 
-    init(token: String) { digest = SHA256.hash(Array(token.utf8)) }
+    public init(token: String) { digest = SHA256.hash(Array(token.utf8)) }
 
-    /// nil when authorized, else the 401 code.
-    func verify(_ header: String?) -> String? {
+    /// nil when authorized, else the 401 code (`missing_authorization`, `invalid_authorization_format`,
+    /// `invalid_token`).
+    public func verify(_ header: String?) -> String? {
         guard let header, !header.isEmpty else { return "missing_authorization" }
         let bytes = Array(header.utf8)
         // Scheme "Bearer", case-insensitive, then one or more spaces.
