@@ -40,6 +40,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "doryd-fixture", dependencies: ["DoryKit"], swiftSettings: strict),
+        .executableTarget(name: "doryd-bench", dependencies: ["DoryKit", "DoryEvents", "DoryState"], swiftSettings: strict),
         .testTarget(name: "DoryHTTPTests", dependencies: ["DoryHTTP"], swiftSettings: strict),
         .testTarget(name: "DoryStateTests", dependencies: ["DoryState"], swiftSettings: strict),
         .testTarget(name: "DoryKitTests", dependencies: ["DoryKit"], swiftSettings: strict),

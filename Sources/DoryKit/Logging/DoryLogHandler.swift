@@ -31,7 +31,11 @@ public struct DoryLogHandler: LogHandler {
     public let userFacing: Bool
     /// Metadata doryd binds to the logger (the event workload's `requestId`, `invocation_id`, `app_id`): written
     /// after the global keys and never renamed.
-    public var contextMetadata: Logger.Metadata
+    public var contextMetadata: Logger.Metadata {
+        didSet { sortedContext = DoryLogHandler.lastOfEachKeySorted(contextMetadata.map { ($0.key, $0.value) }) }
+    }
+    /// ``contextMetadata`` sorted by key, kept so a line pays no sort for it (see ``fields(callMetadata:error:)``).
+    private var sortedContext: [(key: String, value: Logger.MetadataValue)]
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     private var ownLevel: Logger.Level?
@@ -49,6 +53,7 @@ public struct DoryLogHandler: LogHandler {
         self.stream = stream
         self.userFacing = userFacing ?? DoryLogHandler.isUserFacing(label: label)
         self.contextMetadata = contextMetadata
+        self.sortedContext = DoryLogHandler.lastOfEachKeySorted(contextMetadata.map { ($0.key, $0.value) })
         self.metadataProvider = metadataProvider
     }
 
@@ -76,38 +81,96 @@ public struct DoryLogHandler: LogHandler {
     }
 
     /// The metadata of one entry, in output order, after the reserved-key rules.
+    ///
+    /// Precedence, lowest first: the metadata provider, the context metadata, the logger's metadata, the call's
+    /// metadata (a user-facing logger's own and call metadata form a separate, renamed group after doryd's).
+    /// Built with arrays and one sort per group rather than merged dictionaries: this runs for every line.
     func fields(callMetadata: Logger.Metadata?, error: (any Error)?) -> [LogRecord.Field] {
-        var merged = metadata
-        if let callMetadata {
-            for (key, value) in callMetadata { merged[key] = value }
+        typealias Pair = (key: String, value: Logger.MetadataValue)
+        var trusted: [Pair] = []
+        var user: [Pair] = []
+        if metadataProvider == nil, metadata.isEmpty {
+            // The common line: sorted context plus a few call keys, merged without a sort.
+            trusted = sortedContext
+            if let callMetadata {
+                if userFacing {
+                    user = DoryLogHandler.lastOfEachKeySorted(callMetadata.map { ($0.key, $0.value) })
+                } else {
+                    for (key, value) in callMetadata { DoryLogHandler.insertSorted((key, value), into: &trusted) }
+                }
+            }
+            return output(trusted: trusted, user: user, error: error)
         }
-        var trusted = contextMetadata
+        trusted.reserveCapacity(contextMetadata.count + metadata.count + (callMetadata?.count ?? 0) + 1)
         if let provided = metadataProvider?.get() {
-            for (key, value) in provided where trusted[key] == nil { trusted[key] = value }
+            for (key, value) in provided where contextMetadata[key] == nil { trusted.append((key, value)) }
         }
-        var user: Logger.Metadata = [:]
+        for (key, value) in contextMetadata { trusted.append((key, value)) }
         if userFacing {
-            user = merged
+            for (key, value) in metadata { user.append((key, value)) }
+            if let callMetadata { for (key, value) in callMetadata { user.append((key, value)) } }
         } else {
-            for (key, value) in merged { trusted[key] = value }
+            for (key, value) in metadata { trusted.append((key, value)) }
+            if let callMetadata { for (key, value) in callMetadata { trusted.append((key, value)) } }
         }
-        if let error, trusted["error"] == nil {
-            trusted["error"] = .errorValue(error)
-        }
+        return output(trusted: DoryLogHandler.lastOfEachKeySorted(trusted), user: DoryLogHandler.lastOfEachKeySorted(user),
+                      error: error)
+    }
 
-        var out: [LogRecord.Field] = []
-        var written: Set<String> = []
-        func add(_ key: String, _ value: Logger.MetadataValue) {
-            if written.insert(key).inserted { out.append(LogRecord.Field(key: key, value: value)) }
+    /// The fields from doryd's and the user's metadata, each sorted by key with unique keys.
+    private func output(trusted: [(key: String, value: Logger.MetadataValue)],
+                        user: [(key: String, value: Logger.MetadataValue)], error: (any Error)?) -> [LogRecord.Field]
+    {
+        var trusted = trusted
+        if let error, !trusted.contains(where: { $0.key == "error" }) {
+            DoryLogHandler.insertSorted(("error", .errorValue(error)), into: &trusted)
         }
-        for field in stream.globalMetadata where trusted[field.key] == nil {
+        var out: [LogRecord.Field] = []
+        out.reserveCapacity(stream.globalMetadata.count + trusted.count + user.count)
+        func add(_ key: String, _ value: Logger.MetadataValue) {
+            if !out.contains(where: { $0.key == key }) { out.append(LogRecord.Field(key: key, value: value)) }
+        }
+        for field in stream.globalMetadata where !trusted.contains(where: { $0.key == field.key }) {
             add(field.key, field.value)
         }
-        for key in trusted.keys.sorted() {
-            add(DoryLogHandler.lineKeys.contains(key) ? "x_" + key : key, trusted[key]!)
+        for pair in trusted {
+            add(DoryLogHandler.lineKeys.contains(pair.key) ? "x_" + pair.key : pair.key, pair.value)
         }
-        for key in user.keys.sorted() {
-            add(DoryLogHandler.reservedKeys.contains(key) ? "x_" + key : key, user[key]!)
+        for pair in user {
+            add(DoryLogHandler.reservedKeys.contains(pair.key) ? "x_" + pair.key : pair.key, pair.value)
+        }
+        return out
+    }
+
+    /// Inserts into a key-sorted array with unique keys; an equal key is replaced.
+    private static func insertSorted(_ pair: (key: String, value: Logger.MetadataValue),
+                                     into pairs: inout [(key: String, value: Logger.MetadataValue)])
+    {
+        var index = pairs.count
+        while index > 0, pairs[index - 1].key >= pair.key { index -= 1 }
+        if index < pairs.count, pairs[index].key == pair.key {
+            pairs[index] = pair
+        } else {
+            pairs.insert(pair, at: index)
+        }
+    }
+
+    /// Sorts by key (code point order, as `String` compares) and keeps, for each key, the pair that came last.
+    private static func lastOfEachKeySorted(
+        _ pairs: [(key: String, value: Logger.MetadataValue)]
+    ) -> [(key: String, value: Logger.MetadataValue)] {
+        guard pairs.count > 1 else { return pairs }
+        let order = pairs.indices.sorted { a, b in
+            pairs[a].key != pairs[b].key ? pairs[a].key < pairs[b].key : a < b
+        }
+        var out: [(key: String, value: Logger.MetadataValue)] = []
+        out.reserveCapacity(pairs.count)
+        for index in order {
+            if let last = out.last, last.key == pairs[index].key {
+                out[out.count - 1] = pairs[index]
+            } else {
+                out.append(pairs[index])
+            }
         }
         return out
     }

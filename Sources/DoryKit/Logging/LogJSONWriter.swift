@@ -46,6 +46,8 @@ enum LogJSONWriter {
         switch value {
         case let json as LogJSON:
             appendJSON(json.value, to: &out)
+        case let raw as LogRawJSON:
+            out.append(contentsOf: raw.bytes)
         case let bool as Bool:
             out.append(contentsOf: (bool ? "true" : "false").utf8)
         case let integer as any BinaryInteger:
@@ -79,7 +81,8 @@ enum LogJSONWriter {
     /// A value as journald field text: strings raw, everything else compact JSON.
     static func fieldText(_ value: Logger.MetadataValue) -> [UInt8] {
         if case .string(let string) = value { return Array(string.utf8) }
-        if case .stringConvertible(let convertible) = value, !(convertible is LogJSON), !(convertible is Bool),
+        if case .stringConvertible(let convertible) = value, !(convertible is LogJSON), !(convertible is LogRawJSON),
+           !(convertible is Bool),
            !(convertible is any BinaryInteger), !(convertible is Double), !(convertible is Float)
         {
             return Array(convertible.description.utf8)
@@ -99,6 +102,15 @@ public struct LogJSON: CustomStringConvertible, Sendable {
         LogJSONWriter.appendJSON(value, to: &out)
         return String(decoding: out, as: UTF8.self)
     }
+}
+
+/// Already encoded JSON text carried as log metadata, written verbatim (`Logger.MetadataValue.rawJSON(_:)`): for a
+/// value encoded anyway, such as an invocation summary, so the log line does not encode it a second time.
+public struct LogRawJSON: CustomStringConvertible, Sendable {
+    /// One complete, valid JSON value (the caller's encoder guarantees it).
+    public var bytes: [UInt8]
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public var description: String { String(decoding: bytes, as: UTF8.self) }
 }
 
 extension Logger.MetadataValue {
@@ -127,4 +139,7 @@ extension Logger.MetadataValue {
 
     /// Any JSON value, written as JSON.
     public static func json(_ value: JSONValue) -> Logger.MetadataValue { .stringConvertible(LogJSON(value)) }
+
+    /// Already encoded JSON text, written verbatim (see ``LogRawJSON``).
+    public static func rawJSON(_ bytes: [UInt8]) -> Logger.MetadataValue { .stringConvertible(LogRawJSON(bytes)) }
 }
