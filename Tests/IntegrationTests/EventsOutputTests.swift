@@ -62,7 +62,7 @@ extension EventsTests {
             daemon.records.filter { $0["logger"]?.string == logger && $0["invocation_id"]?.string == id }
         }
 
-        /// C106, C107, C108, C109, C110 with one daemon.
+        /// C106, C107, C108, C109, C110, C111 with one daemon.
         @Test func capturedLinesBecomeRecordsOfTheirInvocation() throws {
             try withSandbox { sandbox in
                 sandbox.write("a.yaml", Self.yaml())
@@ -116,6 +116,13 @@ extension EventsTests {
                 for record in outside {
                     #expect(record["requestId"] == nil && record["invocation_id"] == nil && record["app_id"] == nil, "\(record)")
                 }
+
+                // C111: an error value is logged as `"error": {"type", "message"}`.
+                let thrown = try daemon.postEvent(Self.manual(#"{"throw": "bad input"}"#), query: "?wait=true", timeout: .seconds(20))
+                let c111 = try #require(JSON.object(thrown.body)?["invocation_id"]?.string, "\(thrown.text)")
+                let failed = daemon.waitForLog { $0["msg"]?.string == "handler failed" && $0["invocation_id"]?.string == c111 }
+                #expect(failed?["error"]?["type"]?.string == "FixtureError", "\(daemon.logTail)")
+                #expect(failed?["error"]?["message"]?.string == "bad input")
                 #expect(try daemon.stop().code == 0)
             }
         }
