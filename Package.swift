@@ -39,7 +39,7 @@ let package = Package(
             dependencies: ["DoryKit", "DoryEvents", "DorySupervisor", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
-        .executableTarget(name: "doryd-fixture", dependencies: ["DoryKit"], swiftSettings: strict),
+        .executableTarget(name: "doryd-fixture", dependencies: ["DoryKit", "DoryEvents"], swiftSettings: strict),
         .executableTarget(name: "doryd-bench", dependencies: ["DoryKit", "DoryEvents", "DoryState"], swiftSettings: strict),
         .testTarget(name: "DoryHTTPTests", dependencies: ["DoryHTTP"], swiftSettings: strict),
         .testTarget(name: "DoryStateTests", dependencies: ["DoryState"], swiftSettings: strict),

@@ -61,7 +61,7 @@ public final class EventWorkload: Workload {
     let waiters = SummaryWaiters()
     let logger: Logger
 
-    /// Set by ``hosted(settings:application:)`` before the runtime starts, then only read.
+    /// Set by ``hosted(settings:application:flushCapturedOutput:)`` before the runtime starts, then only read.
     nonisolated(unsafe) var hostBox: HostBox?
     nonisolated(unsafe) var controlToken: String?
 
@@ -367,8 +367,13 @@ extension EventWorkload {
     /// The event workload as `doryd events` runs it: settings from the runtime's configuration (an invalid
     /// `events:` section exits 2 naming the key), tag commits saved through the runtime's snapshot coordinator, and
     /// `POST /v1/events` plus the channel reads served on the TCP port behind `control_token`.
+    /// - Parameters:
+    ///   - settings: the runtime's resolved settings.
+    ///   - application: the application type (the built-in example by default).
+    ///   - flushCapturedOutput: flushes captured output at S16 (§10.3), when the host captures it.
     public static func hosted(
-        settings runtime: RuntimeSettings, application: any Application.Type = TemperatureAlertApp.self
+        settings runtime: RuntimeSettings, application: any Application.Type = TemperatureAlertApp.self,
+        flushCapturedOutput: (@Sendable () -> Void)? = nil
     ) throws(ConfigError) -> EventWorkload {
         let settings: EventSettings
         do throws(EventsConfigError) {
@@ -385,7 +390,7 @@ extension EventWorkload {
             case .failed(let step, let message): throw EventHostError("\(step): \(message)")
             case .timedOut: throw EventHostError("the save did not complete in time")
             }
-        })
+        }, flushCapturedOutput: flushCapturedOutput)
         workload.hostBox = hostBox
         workload.controlToken = runtime.config.controlToken
         return workload

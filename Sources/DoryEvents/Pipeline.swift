@@ -54,6 +54,8 @@ struct Pipeline<A: Application>: Sendable {
         if case .object(let o)? = eventObject["d"] { d = o }
         let ctx = InvocationContext(request: request, op: op, scheduleId: d?["schedule_id"],
                                     ingestionId: d?["ingestion_id"], startedAt: startedAt, runtime: runtime)
+        OutputCapture.invocationBegan(ctx)
+        defer { OutputCapture.invocationEnded(ctx) }
         var log = ctx.eventsLogger
         log.info("invocation started", metadata: [
             "op": op.map(Logger.MetadataValue.string) ?? .json(.null),
@@ -78,12 +80,13 @@ struct Pipeline<A: Application>: Sendable {
             }
         }
 
-        // S16
+        // S16. Captured output is flushed while this invocation's levels still apply, so its `print` and `stderr`
+        // records obey its `log_overrides` whether the reader thread or this flush forwards them (§10.2, §10.3).
+        runtime.flushCapturedOutput?()
         if levelsChanged {
             runtime.logStream.setThreshold(baselineThreshold)
             runtime.logStream.setLevelOverrides([:])
         }
-        runtime.flushCapturedOutput?()
         if phase.abandoned {
             ctx.state.withLock { $0.ended = true }
             return nil

@@ -6,9 +6,11 @@ import DoryState
 import Glibc
 #endif
 
-/// Entry of `doryd-fixture`: settings flags on the command line, behaviour from `FIXTURE_*` variables.
+/// Entry of `doryd-fixture`: settings flags on the command line, behaviour from `FIXTURE_*` variables
+/// (`FIXTURE_APP=events-full`: the event application of FixtureEventsApp.swift).
 enum FixtureMain {
     static func start() -> Never {
+        if FixtureEventsMain.selected { FixtureEventsMain.start() }
         SignalRouter.install()
         Task {
             let flags: [String: String]

@@ -20,9 +20,6 @@ struct Events: AsyncParsableCommand {
         } catch {
             throw CommandExit(code: DoryRuntime.reportConfigError(error))
         }
-        let code = await DoryRuntime.run(DoryRuntime.Launch(flags: flags, allowEvents: true)) { settings throws(ConfigError) in
-            try EventWorkload.hosted(settings: settings)
-        }
-        throw CommandExit(code: code)
+        throw CommandExit(code: await EventsHost.run(flags: flags, application: TemperatureAlertApp.self))
     }
 }

@@ -33,6 +33,8 @@ public final class LogStream: Sendable {
     private let globals = Mutex<[LogRecord.Field]>([])
     /// Serializes writes: one line at a time, never interleaved.
     private let writeLock = Mutex<Void>(())
+    /// A descriptor replacing the output's (`-1`: none); see ``redirect(toDescriptor:)``.
+    private let redirected = Atomic<Int32>(-1)
 
     /// - Parameters:
     ///   - output: where entries go.
@@ -105,6 +107,20 @@ public final class LogStream: Sendable {
 
     // MARK: Output
 
+    /// Writes the JSON lines (and journald's fallback lines) to `fd` from now on instead of the output's descriptor.
+    /// The event workload's captured output (event-pipeline.md §10.3) points fd 2 at a pipe and keeps the log on a
+    /// duplicate of the original stderr this way. A negative `fd` goes back to the output's own descriptor. A
+    /// `.capture` output is not affected.
+    public func redirect(toDescriptor fd: Int32) {
+        writeLock.withLock { _ in redirected.store(fd, ordering: .relaxed) }
+    }
+
+    /// The descriptor JSON lines go to: the redirected one when set, else `configured`.
+    private func descriptor(_ configured: Int32) -> Int32 {
+        let fd = redirected.load(ordering: .relaxed)
+        return fd >= 0 ? fd : configured
+    }
+
     /// Stamps the time and writes an entry made of `level`, `label`, `message` and the fields.
     func emit(level: Logger.Level, label: String, message: String, fields: [LogRecord.Field]) {
         write(LogRecord(millis: clock(), level: level, label: label, message: message, fields: fields))
@@ -116,12 +132,12 @@ public final class LogStream: Sendable {
         switch output {
         case .fileDescriptor(let fd):
             let line = record.jsonLine()
-            writeLock.withLock { _ in LogStream.writeAll(line, to: fd) }
+            writeLock.withLock { _ in LogStream.writeAll(line, to: descriptor(fd)) }
         case .journald(let fallback):
             let sent = writeLock.withLock { _ in JournaldEntry(record: record).send() }
             if !sent {
                 let line = record.jsonLine()
-                writeLock.withLock { _ in LogStream.writeAll(line, to: fallback) }
+                writeLock.withLock { _ in LogStream.writeAll(line, to: descriptor(fallback)) }
             }
         case .capture(let sink):
             let line = record.jsonLine()
