@@ -14,10 +14,11 @@ import Glibc
 ///
 /// It is not a boot: no journal record, no recovery decision, no quarantine, no temp-file sweep, no queue, no port.
 enum InvokeHost {
-    /// Why the run stops before any event runs, with its exit code (§2.6) and the one-line reason for stderr.
+    /// Why the run stops before any event runs, with its exit code (§2.6) and the one-line reason for stderr (nil
+    /// when it was already logged: configuration errors are one critical log line, as for `doryd events`).
     struct Refusal: Error {
         let code: Int32
-        let reason: String
+        let reason: String?
     }
 
     /// Runs `doryd invoke` and returns its exit status. Summary lines go to ``InvokeOutput``; a refusal's reason
@@ -29,7 +30,7 @@ enum InvokeHost {
             code = try await runChecked(input: input, flags: flags)
         } catch {
             DoryLogging.flush()
-            StandardStreams.writeError("doryd invoke: \(error.reason)")
+            if let reason = error.reason { StandardStreams.writeError("doryd invoke: \(reason)") }
             return error.code
         }
         DoryLogging.flush()
@@ -50,7 +51,7 @@ enum InvokeHost {
             processorId = try ProcessorID.resolve(configured: config.processorId, environment: environment,
                                                   podName: identity.podName)
         } catch {
-            throw Refusal(code: ExitCode.invalidConfiguration, reason: error.description)
+            throw Refusal(code: DoryRuntime.reportConfigError(error), reason: nil)
         }
         DoryLogging.setThreshold(config.logLevel)
         DoryLogging.setGlobalMetadata(key: "processor_id", value: processorId)
@@ -63,7 +64,8 @@ enum InvokeHost {
             settings = try EventSettings(config: config, processorId: processorId, version: DoryKitVersion.version)
         } catch {
             let file = config.configFile.map { " (in \($0))" } ?? ""
-            throw Refusal(code: ExitCode.invalidConfiguration, reason: error.description + file)
+            let invalid = ConfigError(setting: "events", source: nil, description: error.description + file)
+            throw Refusal(code: DoryRuntime.reportConfigError(invalid), reason: nil)
         }
         for warning in settings.events.warnings { logger.warning("\(warning)") }
 
