@@ -220,7 +220,7 @@ enum InvokeHost {
                 DoryLogging.flush()
                 exit(ExitCode.runFailed)
             }
-            logger.warning("stopped by \(SignalRouter.name(signal)); the running invocation is abandoned",
+            logger.warning("stopped by \(SignalRouter.name(signal)); the running invocation is abandoned (a second signal exits at once)",
                            metadata: ["event": "invoke.stopped"])
             task.cancel()
         }
