@@ -166,7 +166,8 @@ extension EventsTests {
                 let journal = try #require(Files.read(daemon.journalPath))
                 let damagedBytes = Files.read(damaged)
 
-                let run = try Self.invoke(sandbox, input: "-", stdin: EventBodies.schedule)
+                let run = try Self.invoke(sandbox, input: "-", stdin: EventBodies.schedule,
+                                          arguments: ["--processor-id", EventsLaunch.processorId], unset: ["DORY_PROCESSOR_ID"])
                 #expect(run.code == 0, "\(run)")
                 #expect(run.summaries.first?["status"]?.string == "success", "\(run)")
                 #expect(Files.read(daemon.journalPath) == journal, "boots.jsonl changed")
