@@ -75,7 +75,7 @@ struct Doryd: AsyncParsableCommand {
         commandName: "doryd",
         abstract: "A pod supervisor: probes, graceful shutdown with a durable save, snapshots, restart recovery.",
         version: DoryKitVersion.version,
-        subcommands: [Demo.self, Run.self, Events.self, Prestop.self, StateCommand.self]
+        subcommands: [Demo.self, Run.self, Events.self, Invoke.self, Prestop.self, StateCommand.self]
     )
 }
 
