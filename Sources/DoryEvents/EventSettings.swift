@@ -60,14 +60,3 @@ public struct EventSettings: Sendable, Equatable {
     /// `<processor dir>/events/channels`: the channel files (§8.1).
     public var channelsDirectory: String { eventsDirectory + "/channels" }
 }
-
-extension FileSystem {
-    /// Creates `path` and its missing parents (mode 0700).
-    func makeDirectories(_ path: String) throws(FileSystemError) {
-        if let st = try status(path), st.isDirectory { return }
-        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            try makeDirectories(String(path[..<slash]))
-        }
-        do throws(FileSystemError) { try mkdir(path, mode: 0o700) } catch where error.errno == EEXIST {}
-    }
-}

@@ -27,14 +27,6 @@ public final class FileChannelBackend: ChannelBackend {
     private func activePath(_ c: ChannelAddress) -> String { directory(c) + "/" + c.name + ".jsonl" }
     private func aggregatePath(_ c: ChannelAddress) -> String { directory(c) + "/" + c.name + ".aggregate.json" }
 
-    /// Creates `path` and its missing parents.
-    private func makeDirectories(_ path: String) throws(FileSystemError) {
-        if let st = try fileSystem.status(path), st.isDirectory { return }
-        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            try makeDirectories(String(path[..<slash]))
-        }
-        do throws(FileSystemError) { try fileSystem.mkdir(path, mode: 0o700) } catch where error.errno == EEXIST {}
-    }
 
     public func recover() throws(ChannelStorageError) -> [ChannelAddress: RecoveredChannel] {
         var out: [ChannelAddress: RecoveredChannel] = [:]
@@ -76,7 +68,7 @@ public final class FileChannelBackend: ChannelBackend {
 
     public func append(line: [UInt8], to channel: ChannelAddress, rotateAbove: Int) throws(ChannelStorageError) {
         do throws(FileSystemError) {
-            try makeDirectories(directory(channel))
+            try fileSystem.makeDirectories(directory(channel))
             let path = activePath(channel)
             var file = try fileSystem.open(path, flags: O_WRONLY | O_APPEND | O_CREAT, mode: 0o600)
             let size = try fileSystem.fstat(file).size
@@ -134,7 +126,7 @@ public final class FileChannelBackend: ChannelBackend {
 
     public func writeAggregate(_ record: AggregateRecord, for channel: ChannelAddress) throws(ChannelStorageError) {
         do throws(FileSystemError) {
-            try makeDirectories(directory(channel))
+            try fileSystem.makeDirectories(directory(channel))
         } catch {
             throw fail(error)
         }

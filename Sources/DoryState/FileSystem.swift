@@ -72,6 +72,26 @@ public protocol FileSystem: Sendable {
 }
 
 extension FileSystem {
+    /// `mkdir -p` with mode 0700: creates `path` and its missing parents, fsyncing the parent of each directory it
+    /// creates so the new entry survives a crash (runtime §6.3). An existing non-directory → `ENOTDIR`.
+    public func makeDirectories(_ path: String) throws(FileSystemError) {
+        if let st = try status(path) {
+            if st.isDirectory { return }
+            throw FileSystemError(operation: "mkdir", path: path, errno: ENOTDIR)
+        }
+        var parent = "."
+        if let slash = path.lastIndex(of: "/") {
+            parent = slash == path.startIndex ? "/" : String(path[..<slash])
+            if parent != "/" { try makeDirectories(parent) }
+        }
+        do throws(FileSystemError) {
+            try mkdir(path, mode: 0o700)
+        } catch where error.errno == EEXIST {
+            return
+        }
+        try fsyncDirectory(parent)
+    }
+
     /// Writes every byte, looping on short writes and `EINTR`.
     public func writeAll(_ file: OpenFile, _ bytes: [UInt8]) throws(FileSystemError) {
         var offset = 0

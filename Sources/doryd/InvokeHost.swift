@@ -38,7 +38,7 @@ enum InvokeHost {
     }
 
     private static func runChecked(input: String, flags: [String: String]) async throws(Refusal) -> Int32 {
-        let environment = currentEnvironment()
+        let environment = ProcessEnvironment.current()
         let logger = Logger(label: "doryd.invoke")
 
         // Configuration: flags, DORY_* environment, the YAML file (with its events: section), defaults.
@@ -73,8 +73,8 @@ enum InvokeHost {
         let fileSystem = SystemFileSystem()
         let directory = processorDirectory(stateDir: config.stateDir, processorId: processorId)
         do throws(FileSystemError) {
-            try makeDirectories(directory, fileSystem: fileSystem)
-            try makeDirectories(SnapshotLayout(processorDirectory: directory).snapshotsDirectory, fileSystem: fileSystem)
+            try fileSystem.makeDirectories(directory)
+            try fileSystem.makeDirectories(SnapshotLayout(processorDirectory: directory).snapshotsDirectory)
         } catch {
             throw Refusal(code: ExitCode.stateError, reason: "state directory unusable: \(error)")
         }
@@ -100,10 +100,22 @@ enum InvokeHost {
         try raiseHighWaterMark(store, fileSystem: fileSystem)
 
         let writer = InvokeGenerationWriter(store: store, identity: identity, logger: Logger(label: "doryd.snapshot"))
+        // §10.3: the application's standard output and error go to the log stream while the events run; the
+        // summary lines are written after the capture ends, to the restored standard output.
+        let capture: OutputCapture?
+        do throws(OutputCaptureError) {
+            capture = try OutputCapture.start()
+        } catch {
+            logger.warning("standard output is not captured", metadata: ["error": .string(error.description)])
+            capture = nil
+        }
+        var flushCaptured: (@Sendable () -> Void)?
+        if let capture { flushCaptured = { capture.flush() } }
         let invoke = EventInvoke(settings: settings, initialState: initialState, persist: { state in
             try writer.write(state)
-        })
+        }, flushCapturedOutput: flushCaptured)
         let outcome = await runStoppable(invoke, input: input, logger: logger)
+        capture?.stop()
         for line in outcome.summaries { InvokeOutput.writeLine(line) }
         if let error = outcome.error { throw Refusal(code: outcome.exitCode, reason: error) }
         return outcome.exitCode
@@ -111,44 +123,11 @@ enum InvokeHost {
 
     // MARK: Pieces
 
-    /// Every `NAME=value` of `environ` (the process environment at start).
-    static func currentEnvironment() -> [String: String] {
-        var result: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let eq = text.firstIndex(of: "=") {
-                result[String(text[..<eq])] = String(text[text.index(after: eq)...])
-            }
-            pointer += 1
-        }
-        return result
-    }
-
     /// `<state_dir>/<processor_id>` (trailing slashes of `state_dir` dropped, as the daemon does).
     static func processorDirectory(stateDir: String, processorId: String) -> String {
         var dir = stateDir
         while dir.count > 1, dir.hasSuffix("/") { dir.removeLast() }
         return dir + "/" + processorId
-    }
-
-    /// `mkdir -p` with mode 0700, fsyncing the parent of each directory it creates (runtime §6.3).
-    static func makeDirectories(_ path: String, fileSystem: any FileSystem) throws(FileSystemError) {
-        if let st = try fileSystem.status(path) {
-            if st.isDirectory { return }
-            throw FileSystemError(operation: "mkdir", path: path, errno: ENOTDIR)
-        }
-        var parent = "."
-        if let slash = path.lastIndex(of: "/") {
-            parent = slash == path.startIndex ? "/" : String(path[..<slash])
-            if parent != "/" { try makeDirectories(parent, fileSystem: fileSystem) }
-        }
-        do throws(FileSystemError) {
-            try fileSystem.mkdir(path, mode: 0o700)
-        } catch where error.errno == EEXIST {
-            return
-        }
-        try fileSystem.fsyncDirectory(parent)
     }
 
     /// The checks of runtime §6.4, newest first, moving nothing: a damaged (or unreadable) generation is logged and

@@ -69,7 +69,8 @@ extension EventsTests {
                 let run = try Self.invoke(sandbox, input: file)
                 #expect(run.code == 0, "\(run)")
                 let summaries = run.summaries
-                #expect(summaries.count == 1, "\(run)")
+                // Exactly one line: the application's `manual invoke …` print is captured into the log (§10.3).
+                #expect(run.stdoutLines.count == 1 && summaries.count == 1, "\(run)")
                 let summary = try #require(summaries.first, "\(run)")
                 #expect(summary["status"]?.string == "success" && summary["event_type"]?.string == "on_manual_invoke", "\(summary)")
                 let id = try #require(summary["invocation_id"]?.string)
@@ -133,7 +134,7 @@ extension EventsTests {
         }
 
         /// C121: the application's `print` goes to the log stream (logger `print`), not to standard output.
-        @Test(.disabled("needs §10.3 capture")) func c121_printGoesToTheLogStream() throws {
+        @Test func c121_printGoesToTheLogStream() throws {
             try withSandbox { sandbox in
                 let file = sandbox.write("ev.json", Self.manual)
                 let run = try Self.invoke(sandbox, input: file)

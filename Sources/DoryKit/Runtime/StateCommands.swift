@@ -167,7 +167,7 @@ public enum StateCommands {
             payload = object
         }
         do {
-            try StateDirectory.makeDirectories(directory, fileSystem: fileSystem)
+            try fileSystem.makeDirectories(directory)
             let lock = try ProcessorLock.acquire(processorDirectory: directory, fileSystem: fileSystem)
             defer { lock.release() }
             let store = SnapshotStore(

@@ -35,7 +35,7 @@ final class StateDirectory: @unchecked Sendable {
 
     /// Step (f): create the directory, take its lock, delete stray temp files.
     func prepare() throws {
-        try Self.makeDirectories(settings.processorDirectory, fileSystem: fileSystem)
+        try fileSystem.makeDirectories(settings.processorDirectory)
         do {
             lock = try ProcessorLock.acquire(processorDirectory: settings.processorDirectory, fileSystem: fileSystem)
         } catch {
@@ -47,23 +47,6 @@ final class StateDirectory: @unchecked Sendable {
         }
     }
 
-    /// `mkdir -p` with mode 0700, fsyncing the parent of each directory created.
-    static func makeDirectories(_ path: String, fileSystem: any FileSystem) throws(FileSystemError) {
-        var prefix = path.hasPrefix("/") ? "" : "."
-        for component in path.split(separator: "/") where !component.isEmpty {
-            let parent = prefix.isEmpty ? "/" : prefix
-            prefix += "/" + component
-            if try fileSystem.status(prefix) != nil { continue }
-            var created = true
-            do throws(FileSystemError) {
-                try fileSystem.mkdir(prefix, mode: 0o700)
-            } catch {
-                guard error.errno == EEXIST else { throw error }
-                created = false
-            }
-            if created { try fileSystem.fsyncDirectory(parent) }
-        }
-    }
 
     // MARK: Journal (§7)
 

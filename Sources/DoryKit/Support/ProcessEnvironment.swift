@@ -3,9 +3,9 @@ import Glibc
 #endif
 
 /// The process environment and other facts read once at start, without Foundation.
-enum ProcessEnvironment {
+public enum ProcessEnvironment {
     /// Every `NAME=value` of `environ`.
-    static func current() -> [String: String] {
+    public static func current() -> [String: String] {
         var result: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {
