@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One side-by-side bench run: doryd demo vs the reference Python SDK vs nginx (one worker).
+# One side-by-side bench run: doryd demo vs the reference Python SDK vs nginx (one worker), and the event
+# pipeline vs the reference Python processor library (pydoover).
 # Prints Markdown tables (paste them into bench/README.md). Loopback only; < 3 minutes.
 #
 #   bench/run.sh                 # bench what is built (doryd column says "not built" if missing)
@@ -7,7 +8,7 @@
 #   bench/run.sh --json out.json # any other option goes to bench/bench.py (see --help)
 #
 # Prepares, only when missing: nginx-light and wrk (apt-get, needs root), and a venv in
-# bench/.venv with the reference SDK (dory-sdk, pinned below) from PyPI.
+# bench/.venv with the reference SDK (dory-sdk) and processor library (pydoover), pinned below, from PyPI.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,6 +16,7 @@ repo="$(cd "$here/.." && pwd)"
 cd "$repo"
 
 DORY_SDK_VERSION="${DORY_SDK_VERSION:-2.1.9}"
+PYDOOVER_VERSION="${PYDOOVER_VERSION:-1.18.3}"
 
 build=0
 args=()
@@ -57,6 +59,10 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c "import dory" 2>/dev
   echo "bench: creating $venv with dory-sdk==$DORY_SDK_VERSION" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "dory-sdk==$DORY_SDK_VERSION" >&2
+fi
+if ! "$venv/bin/python" -c "import pydoover.processor" 2>/dev/null; then
+  echo "bench: adding pydoover==$PYDOOVER_VERSION to $venv (the events section's reference)" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "pydoover==$PYDOOVER_VERSION" >&2
 fi
 
 # --- doryd ------------------------------------------------------------------------------

@@ -94,8 +94,9 @@ final class InvocationContext: Sendable {
     /// Sets the resolved deployment (S7); the context's `app_id` follows.
     func resolve(_ deployment: Deployment) {
         state.withLock { s in
+            // The cached logger carries `app_id`: only a different one needs a new logger.
+            if s.deployment.appId != deployment.appId { s.eventsLogger = nil }
             s.deployment = deployment
-            s.eventsLogger = nil
         }
     }
 

@@ -84,12 +84,13 @@ struct JSONParser: ~Copyable {
     private mutating func parseObject() throws(JSONParseError) -> JSONValue {
         try enter()
         index += 1  // {
-        var object = JSONObject()
+        // Members are collected first and the dictionary built once at its final size (no rehashing as it grows).
+        var members: [(String, JSONValue)] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
             depth -= 1
-            return .object(object)
+            return .object([:])
         }
         while true {
             skipWhitespace()
@@ -103,7 +104,7 @@ struct JSONParser: ~Copyable {
             index += 1
             skipWhitespace()
             let value = try parseValue()
-            object[key] = value  // duplicate keys: the last one wins
+            members.append((key, value))
             skipWhitespace()
             guard index < bytes.count else { throw fail("unexpected end of input in object") }
             switch bytes[index] {
@@ -111,7 +112,7 @@ struct JSONParser: ~Copyable {
             case UInt8(ascii: "}"):
                 index += 1
                 depth -= 1
-                return .object(object)
+                return .object(JSONObject(members, uniquingKeysWith: { _, last in last }))  // duplicates: the last wins
             default: throw fail("expected ',' or '}' in object")
             }
         }

@@ -18,12 +18,28 @@ public enum WallClock {
         let ms = Int(millis - Int64(seconds) * 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ v: Int, _ width: Int) -> String {
-            let s = String(v)
-            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+        let year = Int(parts.tm_year) + 1900
+        guard (0...9999).contains(year) else {
+            return "\(year)-\(Int(parts.tm_mon) + 1)-\(parts.tm_mday)T\(parts.tm_hour):\(parts.tm_min):\(parts.tm_sec).\(ms)Z"
         }
-        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
-            + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(ms, 3))Z"
+        // Written digit by digit into the string's storage: this runs for every log line.
+        return String(unsafeUninitializedCapacity: 24) { buffer in
+            func put(_ value: Int, _ width: Int, at offset: Int) {
+                var v = value
+                for i in stride(from: offset + width - 1, through: offset, by: -1) {
+                    buffer[i] = UInt8(48 + v % 10)
+                    v /= 10
+                }
+            }
+            put(year, 4, at: 0); buffer[4] = 0x2D
+            put(Int(parts.tm_mon) + 1, 2, at: 5); buffer[7] = 0x2D
+            put(Int(parts.tm_mday), 2, at: 8); buffer[10] = 0x54
+            put(Int(parts.tm_hour), 2, at: 11); buffer[13] = 0x3A
+            put(Int(parts.tm_min), 2, at: 14); buffer[16] = 0x3A
+            put(Int(parts.tm_sec), 2, at: 17); buffer[19] = 0x2E
+            put(ms, 3, at: 20); buffer[23] = 0x5A
+            return 24
+        }
     }
 
     /// Parses the RFC 3339 text this type writes (also without fraction, `Z` or `+00:00` offset). nil if malformed.

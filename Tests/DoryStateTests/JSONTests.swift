@@ -185,3 +185,13 @@ import Testing
         #expect(SHA256.hash(AnySequence(data)) == SHA256.hash(data))
     }
 }
+
+@Suite struct TimestampTests {
+    @Test func rfc3339WritesUTCWithMilliseconds() {
+        #expect(WallClock.rfc3339(millis: 0) == "1970-01-01T00:00:00.000Z")
+        #expect(WallClock.rfc3339(millis: 1_795_311_058_909) == "2026-11-22T01:30:58.909Z")
+        #expect(WallClock.rfc3339(millis: -1) == "1969-12-31T23:59:59.999Z")
+        #expect(WallClock.rfc3339(millis: 253_402_300_799_999) == "9999-12-31T23:59:59.999Z")
+        #expect(WallClock.parseRFC3339(WallClock.rfc3339(millis: 1_795_311_058_909)) == 1_795_311_058_909)
+    }
+}

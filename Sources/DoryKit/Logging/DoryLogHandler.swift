@@ -156,22 +156,14 @@ public struct DoryLogHandler: LogHandler {
     }
 
     /// Sorts by key (code point order, as `String` compares) and keeps, for each key, the pair that came last.
+    /// Insertion into a sorted array: the groups are a handful of keys, where this beats a general sort.
     private static func lastOfEachKeySorted(
         _ pairs: [(key: String, value: Logger.MetadataValue)]
     ) -> [(key: String, value: Logger.MetadataValue)] {
         guard pairs.count > 1 else { return pairs }
-        let order = pairs.indices.sorted { a, b in
-            pairs[a].key != pairs[b].key ? pairs[a].key < pairs[b].key : a < b
-        }
         var out: [(key: String, value: Logger.MetadataValue)] = []
         out.reserveCapacity(pairs.count)
-        for index in order {
-            if let last = out.last, last.key == pairs[index].key {
-                out[out.count - 1] = pairs[index]
-            } else {
-                out.append(pairs[index])
-            }
-        }
+        for pair in pairs { insertSorted(pair, into: &out) }
         return out
     }
 }
