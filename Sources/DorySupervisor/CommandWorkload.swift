@@ -422,29 +422,32 @@ public final class CommandWorkload: Workload, ChildAPIHost {
     public func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd? {
         let (ending, last) = gate.withLock { ($0.ending, $0.lastStatus) }
         let saveFailed = facts.finalSaveDurable == false
-        func end(_ code: Int32, clean: Bool, source: String) -> WorkloadEnd {
-            var metadata = ["source": source]
-            if let last { metadata["child_status"] = "\(last)" }
-            return WorkloadEnd(code: code, clean: clean, logMetadata: metadata)
+        func end(_ code: Int32, clean: Bool, source: EndSource) -> WorkloadEnd {
+            WorkloadEnd(code: code, clean: clean, child: ChildEnd(childStatus: last.map(Int.init), source: source))
         }
         switch ending {
         case .spawnFailed(let code):
-            return end(code, clean: false, source: "doryd")
+            return end(code, clean: false, source: .doryd)
         case .notifySocketFailed:
-            return end(ExitCode.bindFailed, clean: false, source: "doryd")
+            return end(ExitCode.bindFailed, clean: false, source: .doryd)
         case .notReady:
-            return end(ExitCode.startupFailed, clean: false, source: "doryd")
+            return end(ExitCode.startupFailed, clean: false, source: .doryd)
         case .onItsOwn(let mapped, _), .budgetSpent(let mapped, _):
-            return end(mapped == 0 && saveFailed ? ExitCode.finalSaveFailed : mapped, clean: false, source: mapped == 0 && saveFailed ? "doryd" : "child")
+            return end(mapped == 0 && saveFailed ? ExitCode.finalSaveFailed : mapped, clean: false, source: mapped == 0 && saveFailed ? .doryd : .child)
         case nil:
             guard let last else { return nil }  // no child ever ended: the runtime's code
             let mapped = options.successExitCodes.mapped(last)
-            if mapped == 0 && saveFailed { return end(ExitCode.finalSaveFailed, clean: false, source: "doryd") }
+            if mapped == 0 && saveFailed { return end(ExitCode.finalSaveFailed, clean: false, source: .doryd) }
             if let runtime = facts.runtimeCode, runtime != 0, runtime != ExitCode.finalSaveFailed {
-                return end(runtime, clean: false, source: "doryd")
+                return end(runtime, clean: false, source: .doryd)
             }
-            return end(mapped, clean: facts.stopSignalled && !saveFailed, source: "child")
+            return end(mapped, clean: facts.stopSignalled && !saveFailed, source: .child)
         }
+    }
+
+    /// doryd's own code (no child ended, or the runtime decided): `source` doryd with the last child's status, if any.
+    public func childEndWhenDorydDecides() -> ChildEnd? {
+        ChildEnd(childStatus: gate.withLock { $0.lastStatus }.map(Int.init), source: .doryd)
     }
 
     // MARK: ChildAPIHost

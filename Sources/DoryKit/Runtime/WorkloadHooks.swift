@@ -98,13 +98,14 @@ public struct BootEndFacts: Sendable, Equatable {
 public struct WorkloadEnd: Sendable, Equatable {
     public var code: Int32
     public var clean: Bool
-    /// Extra metadata for the last log line (`child_status`, `source`).
-    public var logMetadata: [String: String]
+    /// Run mode: `child_status` and `source`, written both in the end record and on the last log line
+    /// (`doryd exiting`); nil writes neither.
+    public var child: ChildEnd?
 
-    public init(code: Int32, clean: Bool, logMetadata: [String: String] = [:]) {
+    public init(code: Int32, clean: Bool, child: ChildEnd? = nil) {
         self.code = code
         self.clean = clean
-        self.logMetadata = logMetadata
+        self.child = child
     }
 }
 
@@ -199,5 +200,6 @@ extension Workload {
     public func hasStateForTransfer() -> Bool? { nil }
     public func stateDurable(generation: UInt64) {}
     public func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd? { nil }
+    public func childEndWhenDorydDecides() -> ChildEnd? { nil }
     public func metricsText() -> String { "" }
 }
