@@ -638,10 +638,22 @@ actor Supervisor {
         })
     }
 
+    /// The healthy record after `healthy_after_sec` in running, counted from where the workload says
+    /// (`Workload.healthyRunStart`: run mode restarts it with every child).
     private func startHealthyTimer() {
-        let after = config.healthyAfterSec
+        let after = Duration.milliseconds(Int64(config.healthyAfterSec * 1000))
+        let runningSince = ContinuousClock.now
+        let workload = self.workload
         backgroundTasks.append(Task { [weak self] in
-            try? await Task.sleep(for: .milliseconds(Int64(after * 1000)))
+            while !Task.isCancelled {
+                let due: ContinuousClock.Instant? = switch workload.healthyRunStart() {
+                case .running: runningSince + after
+                case .since(let start): max(runningSince, start) + after
+                case .paused: nil
+                }
+                if let due, ContinuousClock.now >= due { break }
+                try? await Task.sleep(until: due ?? .now + .milliseconds(250), clock: .continuous)
+            }
             guard !Task.isCancelled, let self else { return }
             await self.markHealthy()
         })

@@ -56,6 +56,8 @@ public protocol Workload: Sendable {
     /// `endOfBoot` is not asked or has no answer (a stop before any child, a hard stop, an early failure). Default
     /// nil: the members are left out.
     func childEndWhenDorydDecides() -> ChildEnd?
+    /// Where the healthy-run timer counts from, asked again each time it would fire. Default `.running`.
+    func healthyRunStart() -> HealthyRunStart
     /// Extra Prometheus text appended to `/metrics`.
     func metricsText() -> String
 }

@@ -109,6 +109,17 @@ public struct WorkloadEnd: Sendable, Equatable {
     }
 }
 
+/// Where the healthy-run timer (runtime §7, `healthy_after_sec`) counts from (`Workload.healthyRunStart`).
+public enum HealthyRunStart: Sendable, Equatable {
+    /// From entering running (the processor's behaviour).
+    case running
+    /// From this instant when it is later than entering running (run mode: the current child's spawn, so the timer
+    /// restarts with every child, supervise.md §1.2, §8.3).
+    case since(ContinuousClock.Instant)
+    /// Not counting now (run mode: no child up, between in-pod restarts).
+    case paused
+}
+
 /// The outcome of a save the workload requested through `WorkloadHost.save`.
 public enum WorkloadSaveOutcome: Sendable, Equatable {
     case durable(generation: UInt64, reused: Bool)
@@ -201,5 +212,6 @@ extension Workload {
     public func stateDurable(generation: UInt64) {}
     public func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd? { nil }
     public func childEndWhenDorydDecides() -> ChildEnd? { nil }
+    public func healthyRunStart() -> HealthyRunStart { .running }
     public func metricsText() -> String { "" }
 }
