@@ -32,6 +32,26 @@ public struct HealthyRecord: Sendable, Equatable {
     }
 }
 
+/// Who decided a run-mode exit code (supervise.md §4): the child's mapped status, or doryd's own code.
+public enum EndSource: String, Sendable, Equatable {
+    case child
+    case doryd
+}
+
+/// The members run mode adds to the end record (supervise.md §4, §8.3), the same values as on the last log line
+/// `doryd exiting`. Other workloads write neither member.
+public struct ChildEnd: Sendable, Equatable {
+    /// The last child's status before mapping (`child_status`); nil (written as `null`) when no child ended.
+    public var childStatus: Int?
+    /// `source`.
+    public var source: EndSource
+
+    public init(childStatus: Int?, source: EndSource) {
+        self.childStatus = childStatus
+        self.source = source
+    }
+}
+
 /// `{"type":"end",…}`: written on every exit doryd controls.
 public struct EndRecord: Sendable, Equatable {
     public var bootID: String
@@ -39,13 +59,16 @@ public struct EndRecord: Sendable, Equatable {
     public var exitCode: Int
     public var clean: Bool
     public var errors: [String]
+    /// Run mode only: `child_status` and `source`; nil leaves both members out.
+    public var child: ChildEnd?
 
-    public init(bootID: String, endedAtMillis: Int64, exitCode: Int, clean: Bool, errors: [String] = []) {
+    public init(bootID: String, endedAtMillis: Int64, exitCode: Int, clean: Bool, errors: [String] = [], child: ChildEnd? = nil) {
         self.bootID = bootID
         self.endedAtMillis = endedAtMillis
         self.exitCode = exitCode
         self.clean = clean
         self.errors = errors
+        self.child = child
     }
 }
 
@@ -83,6 +106,10 @@ public enum JournalRecord: Sendable, Equatable {
                 ("ended_at", .string(WallClock.rfc3339(millis: r.endedAtMillis))), ("exit_code", .int(Int64(r.exitCode))),
                 ("clean", .bool(r.clean)), ("errors", .array(r.errors.map { .string($0) })),
             ]
+            if let child = r.child {
+                members.append(("child_status", child.childStatus.map { .int(Int64($0)) } ?? .null))
+                members.append(("source", .string(child.source.rawValue)))
+            }
         }
         var out: [UInt8] = [UInt8(ascii: "{")]
         for (i, (key, value)) in members.enumerated() {
@@ -124,7 +151,13 @@ public enum JournalRecord: Sendable, Equatable {
             if case .array(let items)? = o["errors"] {
                 errors = items.map { if case .string(let s) = $0 { return s } else { return (try? JSON.encode($0)).map { String(decoding: $0, as: UTF8.self) } ?? "" } }
             }
-            return .end(EndRecord(bootID: bootID, endedAtMillis: ended, exitCode: exitCode, clean: clean, errors: errors))
+            var child: ChildEnd?
+            if let source = string("source").flatMap(EndSource.init(rawValue:)) {
+                var status: Int?
+                if case .int(let n)? = o["child_status"] { status = Int(exactly: n) }
+                child = ChildEnd(childStatus: status, source: source)
+            }
+            return .end(EndRecord(bootID: bootID, endedAtMillis: ended, exitCode: exitCode, clean: clean, errors: errors, child: child))
         default:
             return nil
         }

@@ -25,6 +25,8 @@ public final class ChildLiveness: Sendable {
     private let lastHeartbeat = Atomic<Int64>(-1) // -1: none for this child
     private let everHeartbeat = Atomic<Int64>(-1) // for dory_child_heartbeat_age_seconds
     private let statusText = Mutex<String?>(nil)
+    /// An in-pod restart waiting for its spawn (§9 step 3): when (ms since origin), its number and the budget.
+    private let pendingRestart = Mutex<(at: Int64, number: Int, budget: Int)?>(nil)
 
     public init(mode: ReadyMode, heartbeatTimeoutMillis: Int = 0, events: ChildEvents? = nil) {
         self.mode = mode
@@ -44,6 +46,7 @@ public final class ChildLiveness: Sendable {
         lastHeartbeat.store(-1, ordering: .releasing)
         spawnedAt.store(t, ordering: .releasing)
         statusText.withLock { $0 = nil }
+        pendingRestart.withLock { $0 = nil }
         pid.store(newPID, ordering: .releasing)
         if mode == .started { markReady(via: .started) }
     }
@@ -54,12 +57,26 @@ public final class ChildLiveness: Sendable {
         ready.store(false, ordering: .releasing)
     }
 
+    /// An in-pod restart is due in `delayMillis` (§9): the `child` readiness check reads
+    /// `restarting in Ns (restart k of n)` until the next child is spawned or `restartCancelled()`.
+    public func restartPending(inMillis delayMillis: Int64, number: Int, of budget: Int) {
+        let at = now() + delayMillis
+        pendingRestart.withLock { $0 = (at, number, budget) }
+    }
+
+    /// The stop began during a restart delay: no child follows.
+    public func restartCancelled() {
+        pendingRestart.withLock { $0 = nil }
+    }
+
     /// The child met the condition of `via` (`POST /v1/ready` for api, `READY=1` for notify). Only the configured
     /// mode counts; emits `.ready` once per child. Returns whether this call made it ready.
     @discardableResult
     public func markReady(via: ReadyMode) -> Bool {
         let current = pid.load(ordering: .acquiring)
         guard via == mode, current != 0 else { return false }
+        // Only the first READY=1 (or POST) of a child dates its readiness: a repeated one is no heartbeat.
+        guard !ready.load(ordering: .acquiring) else { return false }
         readyAt.store(now(), ordering: .releasing)
         guard ready.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return false }
         events?.yield(.ready(pid: current, mode: mode))
@@ -105,7 +122,13 @@ public final class ChildLiveness: Sendable {
     /// The readiness check `child`: a child is up, met its condition and has not sent `STOPPING=1`.
     public func readinessCheck(startupTimeoutSeconds: Double) -> ChildCheck {
         let p = pid.load(ordering: .acquiring)
-        guard p != 0 else { return ChildCheck(passed: false, detail: "no child running") }
+        guard p != 0 else {
+            if let pending = pendingRestart.withLock({ $0 }) {
+                let seconds = (max(0, pending.at - now()) + 999) / 1000
+                return ChildCheck(passed: false, detail: "restarting in \(seconds)s (restart \(pending.number) of \(pending.budget))")
+            }
+            return ChildCheck(passed: false, detail: "no child running")
+        }
         if stoppingSent.load(ordering: .acquiring) { return ChildCheck(passed: false, detail: "pid=\(p) sent STOPPING=1") }
         if ready.load(ordering: .acquiring) {
             return ChildCheck(passed: true, detail: "pid=\(p) ready=\(mode.rawValue)" + statusSuffix())

@@ -51,6 +51,8 @@ public final class CommandWorkload: Workload, ChildAPIHost {
         var capturedSequence: UInt64 = 0
         var lastRelayedStatus = ContinuousClock.now - .seconds(2)
         var pendingStatus: String?
+        /// The child's `STATUS=` text last relayed (or scheduled), so a text kept before running is relayed once.
+        var relayedText: String?
     }
     private let gate: Mutex<Gate>
     private let origin = ContinuousClock.now
@@ -155,6 +157,7 @@ public final class CommandWorkload: Workload, ChildAPIHost {
     private func relayStatus(_ text: String) {
         guard let host, host.phase == .running || host.phase == .draining else { return }
         let due = gate.withLock { g -> Duration? in
+            g.relayedText = text
             let wait = g.lastRelayedStatus + .seconds(1) - ContinuousClock.now
             if wait <= .zero {
                 g.lastRelayedStatus = .now
@@ -321,12 +324,16 @@ public final class CommandWorkload: Workload, ChildAPIHost {
             logger.warning("child restart", metadata: [
                 "event": "child.restart", "status": "\(status ?? 3)", "restart": "\(number)", "delay_sec": "\(delay)", "budget_left": "\(left)",
             ])
+            let delayMillis = Int64(delay * 1000)
+            liveness.restartPending(inMillis: delayMillis, number: number, of: options.restartBudget)
             // Two generations of the program never overlap: stop what the ended child left behind first.
             let b = Duration.milliseconds(Int64((host?.settings.config.shutdownTimeoutSec ?? 10) * 1000))
             let signal = gate.withLock { $0.stopSignal }
             _ = await controller.stop(signal: signal, childOnly: false, deadline: .now + b)
             closeBridge()
-            if case .stop = await waiter.wait(for: 0, wantReady: false, deadline: .now + .milliseconds(Int64(delay * 1000))) {
+            liveness.restartPending(inMillis: delayMillis, number: number, of: options.restartBudget)
+            if case .stop = await waiter.wait(for: 0, wantReady: false, deadline: .now + .milliseconds(delayMillis)) {
+                liveness.restartCancelled()
                 return false
             }
             gate.withLock {
@@ -387,6 +394,8 @@ public final class CommandWorkload: Workload, ChildAPIHost {
     public func supervisorTick() {
         controller.reap()
         controller.noteSIGCHLD()
+        // A STATUS= the child sent before running (`STATUS=warming`, then `READY=1`) is relayed once running began.
+        if let text = liveness.status, gate.withLock({ $0.relayedText != text }) { relayStatus(text) }
     }
 
     // MARK: State
@@ -422,29 +431,39 @@ public final class CommandWorkload: Workload, ChildAPIHost {
     public func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd? {
         let (ending, last) = gate.withLock { ($0.ending, $0.lastStatus) }
         let saveFailed = facts.finalSaveDurable == false
-        func end(_ code: Int32, clean: Bool, source: String) -> WorkloadEnd {
-            var metadata = ["source": source]
-            if let last { metadata["child_status"] = "\(last)" }
-            return WorkloadEnd(code: code, clean: clean, logMetadata: metadata)
+        func end(_ code: Int32, clean: Bool, source: EndSource) -> WorkloadEnd {
+            WorkloadEnd(code: code, clean: clean, child: ChildEnd(childStatus: last.map(Int.init), source: source))
         }
         switch ending {
         case .spawnFailed(let code):
-            return end(code, clean: false, source: "doryd")
+            return end(code, clean: false, source: .doryd)
         case .notifySocketFailed:
-            return end(ExitCode.bindFailed, clean: false, source: "doryd")
+            return end(ExitCode.bindFailed, clean: false, source: .doryd)
         case .notReady:
-            return end(ExitCode.startupFailed, clean: false, source: "doryd")
+            return end(ExitCode.startupFailed, clean: false, source: .doryd)
         case .onItsOwn(let mapped, _), .budgetSpent(let mapped, _):
-            return end(mapped == 0 && saveFailed ? ExitCode.finalSaveFailed : mapped, clean: false, source: mapped == 0 && saveFailed ? "doryd" : "child")
+            return end(mapped == 0 && saveFailed ? ExitCode.finalSaveFailed : mapped, clean: false, source: mapped == 0 && saveFailed ? .doryd : .child)
         case nil:
             guard let last else { return nil }  // no child ever ended: the runtime's code
             let mapped = options.successExitCodes.mapped(last)
-            if mapped == 0 && saveFailed { return end(ExitCode.finalSaveFailed, clean: false, source: "doryd") }
+            if mapped == 0 && saveFailed { return end(ExitCode.finalSaveFailed, clean: false, source: .doryd) }
             if let runtime = facts.runtimeCode, runtime != 0, runtime != ExitCode.finalSaveFailed {
-                return end(runtime, clean: false, source: "doryd")
+                return end(runtime, clean: false, source: .doryd)
             }
-            return end(mapped, clean: facts.stopSignalled && !saveFailed, source: "child")
+            return end(mapped, clean: facts.stopSignalled && !saveFailed, source: .child)
         }
+    }
+
+    /// doryd's own code (no child ended, or the runtime decided): `source` doryd with the last child's status, if any.
+    public func childEndWhenDorydDecides() -> ChildEnd? {
+        ChildEnd(childStatus: gate.withLock { $0.lastStatus }.map(Int.init), source: .doryd)
+    }
+
+    /// The healthy-run timer restarts with every child (§1.2, §8.3): it counts from the current child's spawn and
+    /// pauses while no child is up.
+    public func healthyRunStart() -> HealthyRunStart {
+        guard controller.aliveChild != nil else { return .paused }
+        return .since(gate.withLock { $0.spawnedAt })
     }
 
     // MARK: ChildAPIHost

@@ -62,6 +62,8 @@ public final class NotifyBridge: Sendable {
     private let path: String?
     private let queue = DispatchQueue(label: "doryd.child.notify")
     private let source: Mutex<(any DispatchSourceRead)?> = Mutex(nil)
+    /// Reads every pending datagram; set by `start`, run on `queue` (by the read source, and once more by `close`).
+    private let drain: Mutex<(@Sendable () -> Void)?> = Mutex(nil)
     private let seenUnknown = Mutex(Set<String>())
     private let logger = Logger(label: "doryd.child")
     /// `dory_notify_messages_total{result}`: accepted, rejected, dropped.
@@ -109,8 +111,7 @@ public final class NotifyBridge: Sendable {
     public func start(liveness: ChildLiveness, events: ChildEvents? = nil,
                       isAcceptedSender: @escaping @Sendable (_ pid: pid_t, _ uid: uid_t) -> Bool) {
         let fd = self.fd
-        let readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        readSource.setEventHandler { [self] in
+        let readAll: @Sendable () -> Void = { [self] in
             var buffer = [UInt8](repeating: 0, count: 4096)
             while true {
                 var pid: Int32 = -1, uid: Int32 = -1, truncated: Int32 = 0
@@ -138,6 +139,9 @@ public final class NotifyBridge: Sendable {
                 }
             }
         }
+        drain.withLock { $0 = readAll }
+        let readSource = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        readSource.setEventHandler(handler: readAll)
         source.withLock { $0 = readSource }
         readSource.resume()
     }
@@ -157,8 +161,12 @@ public final class NotifyBridge: Sendable {
         }
     }
 
-    /// Closes and removes the socket (once the child is reaped and its descendants are gone).
+    /// Closes and removes the socket (once the child is reaped and its descendants are gone). Datagrams already
+    /// queued (a descendant's last message before it exited) are handled first.
     public func close() {
+        if let readAll = drain.withLock({ d -> (@Sendable () -> Void)? in defer { d = nil }; return d }) {
+            queue.sync(execute: readAll)
+        }
         let readSource = source.withLock { s -> (any DispatchSourceRead)? in
             defer { s = nil }
             return s
@@ -178,8 +186,12 @@ extension ChildController {
     /// The sender rule of §7.2: the pid is in the child's process group or another descendant; or it no longer
     /// exists, or is 0 (another PID namespace), and its UID is doryd's.
     public func isNotifySenderAccepted(pid: pid_t, uid: uid_t) -> Bool {
-        if pid <= 0 || ProcessTable.entry(pid: pid) == nil { return uid == getuid() }
+        // Gone: no longer there, or a zombie not reaped yet (a descendant that sent its last message and exited).
+        func gone() -> Bool { pid <= 0 || ProcessTable.entry(pid: pid).map(\.isGone) ?? true }
+        if gone() { return uid == getuid() }
         if let child = aliveChild, let entry = ProcessTable.entry(pid: pid), entry.pgid == child.pgid { return true }
-        return descendants()?.contains { $0.pid == pid } ?? false
+        if descendants()?.contains(where: { $0.pid == pid }) ?? false { return true }
+        // It may have exited while the table was read (the scan skips zombies).
+        return gone() && uid == getuid()
     }
 }

@@ -26,6 +26,18 @@ private func healthy(_ id: String, at ms: Int64) -> JournalRecord { .healthy(Hea
             #expect(JournalRecord.parse(r.line()) == r)
         }
         #expect(JournalRecord.parse(Array(#"{"type":"nope","boot_id":"x"}"#.utf8)) == nil)
+    }
+
+    @Test func runModeEndRecordCarriesChildStatusAndSource() {
+        let exited: JournalRecord = .end(EndRecord(bootID: "b1", endedAtMillis: 1_735_787_045_678, exitCode: 3, clean: false,
+                                                   child: ChildEnd(childStatus: 3, source: .child)))
+        #expect(String(decoding: exited.line(), as: UTF8.self)
+            == #"{"type":"end","boot_id":"b1","ended_at":"2025-01-02T03:04:05.678Z","exit_code":3,"clean":false,"errors":[],"child_status":3,"source":"child"}"#)
+        let none: JournalRecord = .end(EndRecord(bootID: "b1", endedAtMillis: 1_735_787_045_678, exitCode: 127, clean: false,
+                                                 child: ChildEnd(childStatus: nil, source: .doryd)))
+        #expect(String(decoding: none.line(), as: UTF8.self)
+            == #"{"type":"end","boot_id":"b1","ended_at":"2025-01-02T03:04:05.678Z","exit_code":127,"clean":false,"errors":[],"child_status":null,"source":"doryd"}"#)
+        for r in [exited, none] { #expect(JournalRecord.parse(r.line()) == r) }
         #expect(JournalRecord.parse(Array(#"{"type":"boot","boot_id":"x","started_at":"yesterday"}"#.utf8)) == nil)
         #expect(JournalRecord.parse(Array("{\"type\":\"boot\"".utf8)) == nil)
     }

@@ -103,6 +103,41 @@ struct NotifyTests {
         #expect(seen == [.ready(pid: 99, mode: .api), .heartbeat])
     }
 
+    @Test("§9 step 4: each new child gets fresh readiness and heartbeat deadlines; a repeated READY is no heartbeat")
+    func deadlinesPerChild() async {
+        let liveness = ChildLiveness(mode: .api, heartbeatTimeoutMillis: 150)
+        liveness.childStarted(pid: 99)
+        liveness.markReady(via: .api)
+        #expect(await eventually { !liveness.heartbeatCheck(evaluated: true).passed })
+        #expect(!liveness.markReady(via: .api))
+        #expect(!liveness.heartbeatCheck(evaluated: true).passed, "a second POST /v1/ready does not reset the heartbeat deadline")
+        liveness.childEnded()
+        liveness.childStarted(pid: 100)
+        #expect(!liveness.readinessCheck(startupTimeoutSeconds: 30).passed)
+        #expect(liveness.readinessCheck(startupTimeoutSeconds: 30).detail.hasPrefix("waiting for POST /v1/ready (0.0s of 30s)"))
+        #expect(liveness.heartbeatCheck(evaluated: true).passed)  // not ready yet
+        liveness.markReady(via: .api)
+        #expect(liveness.heartbeatCheck(evaluated: true).passed, "the new child's heartbeat deadline starts at its readiness")
+    }
+
+    @Test("§7.4: while an in-pod restart is pending the child check reads restarting in Ns (restart k of n)")
+    func restartPendingDetail() {
+        let liveness = ChildLiveness(mode: .started)
+        liveness.childStarted(pid: 99)
+        liveness.childEnded()
+        #expect(liveness.readinessCheck(startupTimeoutSeconds: 30).detail == "no child running")
+        liveness.restartPending(inMillis: 3500, number: 2, of: 5)
+        let check = liveness.readinessCheck(startupTimeoutSeconds: 30)
+        #expect(!check.passed && check.detail == "restarting in 4s (restart 2 of 5)", "\(check.detail)")
+        liveness.restartCancelled()
+        #expect(liveness.readinessCheck(startupTimeoutSeconds: 30).detail == "no child running")
+        liveness.restartPending(inMillis: 1000, number: 1, of: 5)
+        liveness.childStarted(pid: 100)
+        #expect(liveness.readinessCheck(startupTimeoutSeconds: 30).passed)
+        liveness.childEnded()
+        #expect(liveness.readinessCheck(startupTimeoutSeconds: 30).detail == "no child running")
+    }
+
     func send(datagram: String, to path: String) {
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(fd) }

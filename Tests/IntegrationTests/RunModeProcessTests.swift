@@ -27,7 +27,7 @@ extension RunModeTests {
                     let status = try daemon.stop()
                     #expect(status.code == expected, "\(daemon.logTail)")
                     #expect(daemon.lastEndRecord?["clean"]?.bool == true, "\(daemon.journal())")
-                    #expect(daemon.exitLine?["child_status"]?.string == "143")
+                    #expect(daemon.exitLine?["child_status"]?.int == 143)
                 }
             }
         }

@@ -55,8 +55,9 @@ final class RestartJournalFile: @unchecked Sendable {
         append(.healthy(HealthyRecord(bootID: bootId, atMillis: WallClock.nowMillis())))
     }
 
-    func appendEnd(bootId: String, exitCode: Int32, clean: Bool, errors: [String]) {
-        append(.end(EndRecord(bootID: bootId, endedAtMillis: WallClock.nowMillis(), exitCode: Int(exitCode), clean: clean, errors: errors)))
+    func appendEnd(bootId: String, exitCode: Int32, clean: Bool, errors: [String], child: ChildEnd? = nil) {
+        append(.end(EndRecord(bootID: bootId, endedAtMillis: WallClock.nowMillis(), exitCode: Int(exitCode), clean: clean,
+                              errors: errors, child: child)))
         journal?.close()
         journal = nil
     }

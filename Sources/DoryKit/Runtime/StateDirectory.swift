@@ -66,8 +66,8 @@ final class StateDirectory: @unchecked Sendable {
     }
 
     /// Step 7: the end record (fsync, at most about a second); a failure is logged only.
-    func appendEndRecord(bootId: String, exitCode: Int32, clean: Bool, errors: [String]) {
-        journal?.appendEnd(bootId: bootId, exitCode: exitCode, clean: clean, errors: errors)
+    func appendEndRecord(bootId: String, exitCode: Int32, clean: Bool, errors: [String], child: ChildEnd? = nil) {
+        journal?.appendEnd(bootId: bootId, exitCode: exitCode, clean: clean, errors: errors, child: child)
     }
 
     // MARK: Snapshots

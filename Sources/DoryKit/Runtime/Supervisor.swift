@@ -406,7 +406,8 @@ actor Supervisor {
 
     /// Writes the end record, reports, flushes and exits at once.
     private func terminate(_ code: Int32) -> Never {
-        storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: code == 0, errors: errors)
+        storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: code == 0, errors: errors,
+                                 child: workload.childEndWhenDorydDecides())
         notifier.status(code == 0 ? "stopped" : "failed: exit \(code)")
         HardExit.now(code)
     }
@@ -504,7 +505,8 @@ actor Supervisor {
         if startupEntered, let end = await workload.endOfBoot(
             BootEndFacts(runtimeCode: exitCode, stopSignalled: stopSignalled, finalSaveDurable: finalSaveDurable))
         {
-            return finish(end.code, phase: end.code == 0 ? .stopped : .failed, clean: end.clean, metadata: end.logMetadata)
+            return finish(end.code, phase: end.code == 0 ? .stopped : .failed, clean: end.clean,
+                          child: end.child ?? workload.childEndWhenDorydDecides())
         }
         let code = exitCode ?? ExitCode.ok
         return finish(code, phase: code == 0 ? .stopped : .failed)
@@ -516,17 +518,22 @@ actor Supervisor {
     }
 
     /// Terminal: journal end record, final status. The caller flushes the log and exits.
-    private func finish(_ code: Int32, phase: Phase, clean: Bool? = nil, metadata: [String: String] = [:]) -> Int32 {
+    /// `child`: run mode's `child_status` and `source` (the workload's default when nil is passed by the caller).
+    private func finish(_ code: Int32, phase: Phase, clean: Bool? = nil, child: ChildEnd? = nil) -> Int32 {
         hardStop?.cancel()
+        let child = child ?? workload.childEndWhenDorydDecides()
         if status.phase == .stopping || phase == .failed { status.setPhase(phase) }
-        storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: clean ?? (code == 0), errors: errors)
+        storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: clean ?? (code == 0), errors: errors, child: child)
         if code == 0 {
             if finalSave == nil { notifier.status("stopped") }
         } else {
             notifier.status("failed: exit \(code)")
         }
         var exitMetadata: Logger.Metadata = ["event": "lifecycle.exit", "exit_code": .stringConvertible(code)]
-        for (key, value) in metadata { exitMetadata[key] = .string(value) }
+        if let child {
+            exitMetadata["source"] = .string(child.source.rawValue)
+            exitMetadata["child_status"] = child.childStatus.map { .int($0) } ?? .json(.null)
+        }
         logger.info("doryd exiting", metadata: exitMetadata)
         return code
     }
@@ -534,7 +541,8 @@ actor Supervisor {
     private func failEarly(_ code: Int32, _ message: String, _ error: any Error) -> Int32 {
         logger.critical("\(message)", metadata: ["event": "lifecycle.failed", "error": .errorValue(type: "state", message: "\(error)")])
         status.setPhase(.failed)
-        storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: false, errors: ["\(message): \(error)"])
+        storage?.appendEndRecord(bootId: settings.bootId, exitCode: code, clean: false, errors: ["\(message): \(error)"],
+                                 child: workload.childEndWhenDorydDecides())
         return code
     }
 
@@ -630,10 +638,22 @@ actor Supervisor {
         })
     }
 
+    /// The healthy record after `healthy_after_sec` in running, counted from where the workload says
+    /// (`Workload.healthyRunStart`: run mode restarts it with every child).
     private func startHealthyTimer() {
-        let after = config.healthyAfterSec
+        let after = Duration.milliseconds(Int64(config.healthyAfterSec * 1000))
+        let runningSince = ContinuousClock.now
+        let workload = self.workload
         backgroundTasks.append(Task { [weak self] in
-            try? await Task.sleep(for: .milliseconds(Int64(after * 1000)))
+            while !Task.isCancelled {
+                let due: ContinuousClock.Instant? = switch workload.healthyRunStart() {
+                case .running: runningSince + after
+                case .since(let start): max(runningSince, start) + after
+                case .paused: nil
+                }
+                if let due, ContinuousClock.now >= due { break }
+                try? await Task.sleep(until: due ?? .now + .milliseconds(250), clock: .continuous)
+            }
             guard !Task.isCancelled, let self else { return }
             await self.markHealthy()
         })

@@ -52,6 +52,12 @@ public protocol Workload: Sendable {
     func stateDurable(generation: UInt64)
     /// The exit code and journal `clean` flag at the end of a boot that reached starting; nil for the runtime's.
     func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd?
+    /// The end-record members (`child_status`, `source`) when the runtime decides the exit code itself and
+    /// `endOfBoot` is not asked or has no answer (a stop before any child, a hard stop, an early failure). Default
+    /// nil: the members are left out.
+    func childEndWhenDorydDecides() -> ChildEnd?
+    /// Where the healthy-run timer counts from, asked again each time it would fire. Default `.running`.
+    func healthyRunStart() -> HealthyRunStart
     /// Extra Prometheus text appended to `/metrics`.
     func metricsText() -> String
 }

@@ -98,14 +98,26 @@ public struct BootEndFacts: Sendable, Equatable {
 public struct WorkloadEnd: Sendable, Equatable {
     public var code: Int32
     public var clean: Bool
-    /// Extra metadata for the last log line (`child_status`, `source`).
-    public var logMetadata: [String: String]
+    /// Run mode: `child_status` and `source`, written both in the end record and on the last log line
+    /// (`doryd exiting`); nil writes neither.
+    public var child: ChildEnd?
 
-    public init(code: Int32, clean: Bool, logMetadata: [String: String] = [:]) {
+    public init(code: Int32, clean: Bool, child: ChildEnd? = nil) {
         self.code = code
         self.clean = clean
-        self.logMetadata = logMetadata
+        self.child = child
     }
+}
+
+/// Where the healthy-run timer (runtime §7, `healthy_after_sec`) counts from (`Workload.healthyRunStart`).
+public enum HealthyRunStart: Sendable, Equatable {
+    /// From entering running (the processor's behaviour).
+    case running
+    /// From this instant when it is later than entering running (run mode: the current child's spawn, so the timer
+    /// restarts with every child, supervise.md §1.2, §8.3).
+    case since(ContinuousClock.Instant)
+    /// Not counting now (run mode: no child up, between in-pod restarts).
+    case paused
 }
 
 /// The outcome of a save the workload requested through `WorkloadHost.save`.
@@ -199,5 +211,7 @@ extension Workload {
     public func hasStateForTransfer() -> Bool? { nil }
     public func stateDurable(generation: UInt64) {}
     public func endOfBoot(_ facts: BootEndFacts) async -> WorkloadEnd? { nil }
+    public func childEndWhenDorydDecides() -> ChildEnd? { nil }
+    public func healthyRunStart() -> HealthyRunStart { .running }
     public func metricsText() -> String { "" }
 }
