@@ -43,6 +43,9 @@ public final class CommandWorkload: Workload, ChildAPIHost {
         var policy: RestartPolicy
         var ending: Ending?
         var bridge: NotifyBridge?
+        /// `dory_notify_messages_total` of the notify sockets already closed (one per child), so the counter never
+        /// goes back when a child's socket closes.
+        var closedBridgeCounts: [String: Int] = [:]
         var currentPID: pid_t = 0
         var spawnedAt = ContinuousClock.now
         var exits: [String: Int] = [:]
@@ -249,10 +252,13 @@ public final class CommandWorkload: Workload, ChildAPIHost {
     }
 
     private func closeBridge() {
-        gate.withLock { g -> NotifyBridge? in
+        guard let bridge = gate.withLock({ g -> NotifyBridge? in
             defer { g.bridge = nil }
             return g.bridge
-        }?.close()
+        }) else { return }
+        bridge.close()
+        let counts = bridge.counters.withLock { $0 }
+        gate.withLock { g in g.closedBridgeCounts.merge(counts, uniquingKeysWith: +) }
     }
 
     // MARK: Lifecycle
@@ -538,7 +544,9 @@ public final class CommandWorkload: Workload, ChildAPIHost {
             let parts = entry.key.split(separator: "/")
             return ("{mode=\"\(parts.first ?? "")\",result=\"\(parts.last ?? "")\"}", "\(entry.value)")
         })
-        let notify = bridge?.counters.withLock { $0 } ?? [:]
+        let closedCounts = gate.withLock { $0.closedBridgeCounts }
+        let notify = (bridge?.counters.withLock { $0 } ?? ["accepted": 0, "rejected": 0, "dropped": 0])
+            .merging(closedCounts, uniquingKeysWith: +)
         family("dory_notify_messages_total", "counter", "Datagrams read on the notify socket.",
                notify.sorted { $0.key < $1.key }.map { ("{result=\"\($0.key)\"}", "\($0.value)") })
         return text

@@ -187,6 +187,28 @@ extension RunModeTests {
             }
         }
 
+        @Test("dory_notify_messages_total keeps counting across in-pod restarts (each child has its own socket)")
+        func notifyCountersSurviveChildRestarts() throws {
+            try withSandbox { sandbox in
+                let marker = sandbox.path("first-child-done")
+                let script = Self.notifyPrelude + """
+                notify("READY=1")
+                if not os.path.exists("\(marker)"):
+                    open("\(marker)", "w").close()
+                    sys.exit(1)
+                while True: time.sleep(0.05)
+                """
+                let daemon = try sandbox.launchRun(RunLaunch(["python3", "-c", script],
+                                                             options: ["--ready=notify", "--restart=on-failure"]))
+                func accepted() -> Double { (try? daemon.metrics().value("dory_notify_messages_total", ["result": "accepted"])) ?? 0 }
+                #expect(Poll.until(timeout: .seconds(15)) {
+                    (try? daemon.metrics().value("dory_child_restarts_total")) == 1 && daemon.status("/ready") == 200
+                }, "\(daemon.logTail)")
+                #expect(Poll.until(timeout: .seconds(5)) { accepted() >= 2 }, "READY=1 of both children: \(accepted())")
+                #expect(try daemon.stop().code == 143)
+            }
+        }
+
         @Test("case 50: six SIGTERM stop/start cycles with a child that dies by TERM: never golden, the state restored every time")
         func case50_stopStartCycles() throws {
             try withSandbox { sandbox in
