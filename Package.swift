@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "doryd", targets: ["doryd"]),
         .library(name: "DoryKit", targets: ["DoryKit"]),
+        .library(name: "DoryEvents", targets: ["DoryEvents"]),
     ],
     dependencies: [
         // CLI parsing for the `doryd` subcommands.
