@@ -25,6 +25,11 @@ public struct DoryLogHandler: LogHandler {
     /// Keys no metadata may set, whoever the logger belongs to.
     static let lineKeys: Set<String> = ["ts", "level", "logger", "msg"]
 
+    /// ``lineKeys`` membership by comparison: no hashing for every key of every line.
+    @inline(__always) static func isLineKey(_ key: String) -> Bool {
+        key == "ts" || key == "msg" || key == "level" || key == "logger"
+    }
+
     public let label: String
     public let stream: LogStream
     /// Whether this logger's metadata is user metadata (reserved keys renamed `x_<name>`).
@@ -32,10 +37,10 @@ public struct DoryLogHandler: LogHandler {
     /// Metadata doryd binds to the logger (the event workload's `requestId`, `invocation_id`, `app_id`): written
     /// after the global keys and never renamed.
     public var contextMetadata: Logger.Metadata {
-        didSet { sortedContext = DoryLogHandler.lastOfEachKeySorted(contextMetadata.map { ($0.key, $0.value) }) }
+        didSet { sortedContext = DoryLogHandler.lastOfEachKeySorted(contextMetadata.map { LogRecord.Field(key: $0.key, value: $0.value) }) }
     }
     /// ``contextMetadata`` sorted by key, kept so a line pays no sort for it (see ``fields(callMetadata:error:)``).
-    private var sortedContext: [(key: String, value: Logger.MetadataValue)]
+    private var sortedContext: [LogRecord.Field]
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     private var ownLevel: Logger.Level?
@@ -53,7 +58,7 @@ public struct DoryLogHandler: LogHandler {
         self.stream = stream
         self.userFacing = userFacing ?? DoryLogHandler.isUserFacing(label: label)
         self.contextMetadata = contextMetadata
-        self.sortedContext = DoryLogHandler.lastOfEachKeySorted(contextMetadata.map { ($0.key, $0.value) })
+        self.sortedContext = DoryLogHandler.lastOfEachKeySorted(contextMetadata.map { LogRecord.Field(key: $0.key, value: $0.value) })
         self.metadataProvider = metadataProvider
     }
 
@@ -84,46 +89,48 @@ public struct DoryLogHandler: LogHandler {
     ///
     /// Precedence, lowest first: the metadata provider, the context metadata, the logger's metadata, the call's
     /// metadata (a user-facing logger's own and call metadata form a separate, renamed group after doryd's).
-    /// Built with arrays and one sort per group rather than merged dictionaries: this runs for every line.
+    /// Built with small key-sorted arrays rather than merged dictionaries: this runs for every line.
     func fields(callMetadata: Logger.Metadata?, error: (any Error)?) -> [LogRecord.Field] {
-        typealias Pair = (key: String, value: Logger.MetadataValue)
-        var trusted: [Pair] = []
-        var user: [Pair] = []
+        var trusted: [LogRecord.Field] = []
+        var user: [LogRecord.Field] = []
         if metadataProvider == nil, metadata.isEmpty {
             // The common line: sorted context plus a few call keys, merged without a sort.
             trusted = sortedContext
             if let callMetadata {
                 if userFacing {
-                    user = DoryLogHandler.lastOfEachKeySorted(callMetadata.map { ($0.key, $0.value) })
+                    user = DoryLogHandler.lastOfEachKeySorted(
+                        callMetadata.map { LogRecord.Field(key: $0.key, value: $0.value) })
                 } else {
-                    for (key, value) in callMetadata { DoryLogHandler.insertSorted((key, value), into: &trusted) }
+                    for (key, value) in callMetadata {
+                        DoryLogHandler.insertSorted(LogRecord.Field(key: key, value: value), into: &trusted)
+                    }
                 }
             }
             return output(trusted: trusted, user: user, error: error)
         }
         trusted.reserveCapacity(contextMetadata.count + metadata.count + (callMetadata?.count ?? 0) + 1)
         if let provided = metadataProvider?.get() {
-            for (key, value) in provided where contextMetadata[key] == nil { trusted.append((key, value)) }
+            for (key, value) in provided where contextMetadata[key] == nil {
+                trusted.append(LogRecord.Field(key: key, value: value))
+            }
         }
-        for (key, value) in contextMetadata { trusted.append((key, value)) }
+        for (key, value) in contextMetadata { trusted.append(LogRecord.Field(key: key, value: value)) }
         if userFacing {
-            for (key, value) in metadata { user.append((key, value)) }
-            if let callMetadata { for (key, value) in callMetadata { user.append((key, value)) } }
+            for (key, value) in metadata { user.append(LogRecord.Field(key: key, value: value)) }
+            for (key, value) in callMetadata ?? [:] { user.append(LogRecord.Field(key: key, value: value)) }
         } else {
-            for (key, value) in metadata { trusted.append((key, value)) }
-            if let callMetadata { for (key, value) in callMetadata { trusted.append((key, value)) } }
+            for (key, value) in metadata { trusted.append(LogRecord.Field(key: key, value: value)) }
+            for (key, value) in callMetadata ?? [:] { trusted.append(LogRecord.Field(key: key, value: value)) }
         }
-        return output(trusted: DoryLogHandler.lastOfEachKeySorted(trusted), user: DoryLogHandler.lastOfEachKeySorted(user),
-                      error: error)
+        return output(trusted: DoryLogHandler.lastOfEachKeySorted(trusted),
+                      user: DoryLogHandler.lastOfEachKeySorted(user), error: error)
     }
 
     /// The fields from doryd's and the user's metadata, each sorted by key with unique keys.
-    private func output(trusted: [(key: String, value: Logger.MetadataValue)],
-                        user: [(key: String, value: Logger.MetadataValue)], error: (any Error)?) -> [LogRecord.Field]
-    {
+    private func output(trusted: [LogRecord.Field], user: [LogRecord.Field], error: (any Error)?) -> [LogRecord.Field] {
         var trusted = trusted
         if let error, !trusted.contains(where: { $0.key == "error" }) {
-            DoryLogHandler.insertSorted(("error", .errorValue(error)), into: &trusted)
+            DoryLogHandler.insertSorted(LogRecord.Field(key: "error", value: .errorValue(error)), into: &trusted)
         }
         var out: [LogRecord.Field] = []
         out.reserveCapacity(stream.globalMetadata.count + trusted.count + user.count)
@@ -134,7 +141,7 @@ public struct DoryLogHandler: LogHandler {
             add(field.key, field.value)
         }
         for pair in trusted {
-            add(DoryLogHandler.lineKeys.contains(pair.key) ? "x_" + pair.key : pair.key, pair.value)
+            add(DoryLogHandler.isLineKey(pair.key) ? "x_" + pair.key : pair.key, pair.value)
         }
         for pair in user {
             add(DoryLogHandler.reservedKeys.contains(pair.key) ? "x_" + pair.key : pair.key, pair.value)
@@ -143,9 +150,7 @@ public struct DoryLogHandler: LogHandler {
     }
 
     /// Inserts into a key-sorted array with unique keys; an equal key is replaced.
-    private static func insertSorted(_ pair: (key: String, value: Logger.MetadataValue),
-                                     into pairs: inout [(key: String, value: Logger.MetadataValue)])
-    {
+    private static func insertSorted(_ pair: LogRecord.Field, into pairs: inout [LogRecord.Field]) {
         var index = pairs.count
         while index > 0, pairs[index - 1].key >= pair.key { index -= 1 }
         if index < pairs.count, pairs[index].key == pair.key {
@@ -157,11 +162,9 @@ public struct DoryLogHandler: LogHandler {
 
     /// Sorts by key (code point order, as `String` compares) and keeps, for each key, the pair that came last.
     /// Insertion into a sorted array: the groups are a handful of keys, where this beats a general sort.
-    private static func lastOfEachKeySorted(
-        _ pairs: [(key: String, value: Logger.MetadataValue)]
-    ) -> [(key: String, value: Logger.MetadataValue)] {
+    private static func lastOfEachKeySorted(_ pairs: [LogRecord.Field]) -> [LogRecord.Field] {
         guard pairs.count > 1 else { return pairs }
-        var out: [(key: String, value: Logger.MetadataValue)] = []
+        var out: [LogRecord.Field] = []
         out.reserveCapacity(pairs.count)
         for pair in pairs { insertSorted(pair, into: &out) }
         return out
