@@ -903,8 +903,8 @@ def run_result(argv: list, limit: float, stdout_is_log: bool) -> dict:
     return last_json_line(r.stderr if stdout_is_log else r.stdout)
 
 
-def metric_value(port: int, name: str) -> Optional[float]:
-    """One unlabelled sample of doryd's /metrics."""
+def metrics_text(port: int) -> Optional[bytes]:
+    """doryd's /metrics body, or None when nothing answers."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
@@ -912,12 +912,26 @@ def metric_value(port: int, name: str) -> Optional[float]:
             while True:
                 chunk = s.recv(65536)
                 if not chunk:
-                    break
+                    return body
                 body += chunk
     except OSError:
         return None
-    m = re.search(rb"^" + re.escape(name.encode()) + rb" ([0-9.e+-]+)$", body, re.M)
+
+
+def metric_value(port: int, name: str) -> Optional[float]:
+    """One unlabelled sample of doryd's /metrics."""
+    body = metrics_text(port)
+    m = re.search(rb"^" + re.escape(name.encode()) + rb" ([0-9.e+-]+)$", body or b"", re.M)
     return float(m.group(1)) if m else None
+
+
+def metric_sum(port: int, family: str) -> Optional[float]:
+    """The sum of every labelled sample of one /metrics family."""
+    body = metrics_text(port)
+    if body is None:
+        return None
+    pattern = rb"^" + re.escape(family.encode()) + rb"\{[^}]*\} ([0-9.e+-]+)$"
+    return sum(float(m.group(1)) for m in re.finditer(pattern, body, re.M))
 
 
 def events_ingest(opts) -> dict:
@@ -969,22 +983,6 @@ def events_ingest(opts) -> dict:
     res["stop_s"] = time.monotonic() - stop_at
     return res
 
-
-def metric_sum(port: int, family: str) -> Optional[float]:
-    """The sum of every labelled sample of one /metrics family."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            body = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                body += chunk
-    except OSError:
-        return None
-    return sum(float(m.group(1)) for m in re.finditer(rb"^" + re.escape(family.encode()) + rb"\{[^}]*\} ([0-9.e+-]+)$", body, re.M))
-    return res
 
 
 def section_events(opts) -> tuple[str, dict]:
