@@ -202,7 +202,7 @@ extension EventsTests {
                 #expect(Self.summaries(Self.summariesOnDisk(first), id).isEmpty, "an abandoned invocation delivered a summary")
                 #expect(Self.queueRecords(first, "done", id).isEmpty, "an abandoned invocation was marked done")
                 let snapshot = try first.newestSnapshot()
-                #expect(snapshot.reason == "shutdown")
+                #expect(try first.finalSaveIsOnDisk(), "newest generation \(snapshot.generation ?? -1) (\(snapshot.reason ?? "?"))")
                 #expect(snapshot.state["tag_values"]?["my_app"]?["x"] == nil, "x committed: \(snapshot.state)")
 
                 let again = try Self.launch(sandbox, env)
@@ -281,9 +281,14 @@ extension EventsTests {
                 try daemon.waitReady()
                 let apiBefore = try daemon.metrics().value("dory_snapshots_total", ["reason": "api", "result": "ok"]) ?? 0
                 var stale: [String] = []
+                var generator = SeededGenerator(state: seed)
                 let started = Poll.now()
                 for n in 0..<200 {
-                    let r = try daemon.postEvent(Output.manual(#"{"set_tag": {"n": \#(n)}}"#), query: "?wait=true",
+                    // The interval timer restarts after every completed snapshot (runtime §6.6), so back-to-back
+                    // commits would starve it: every fourth handler pauses 40–64 ms after `setTag`, letting interval
+                    // snapshots fire around the commits they could overtake.
+                    let pause = n % 4 == 3 ? #", "sleep_ms": \#(Int.random(in: 40..<65, using: &generator))"# : ""
+                    let r = try daemon.postEvent(Output.manual(#"{"set_tag": {"n": \#(n)}\#(pause)}"#), query: "?wait=true",
                                                  timeout: .seconds(20))
                     try #require(r.status == 200 && JSON.object(r.body)?["status"]?.string == "success", "\(n): \(r.text)")
                     let newest = Self.newestSnapshot(daemon)
@@ -296,9 +301,12 @@ extension EventsTests {
                 #expect(stale.isEmpty, "\(stale.count) stale newest generations: \(stale.prefix(5))")
                 let apiAfter = try daemon.metrics().value("dory_snapshots_total", ["reason": "api", "result": "ok"]) ?? 0
                 #expect(apiAfter - apiBefore == 200, "api snapshots +\(apiAfter - apiBefore), expected +200")
+                let afterPhaseOne = try daemon.metrics()
+                let intervals = afterPhaseOne.samples("dory_snapshots_total").filter { $0.labels["reason"] == "interval" }
+                    .reduce(0) { $0 + $1.value }
+                #expect(intervals > 0, "no interval snapshot ran between the commits")
 
                 // More commits from another thread; SIGKILL once a seeded number of them is acknowledged.
-                var generator = SeededGenerator(state: seed)
                 let killAfter = Int64(200 + Int.random(in: 5..<150, using: &generator))
                 let lastAck = Atomic<Int64>(199)
                 let finished = Atomic<Bool>(false)
@@ -332,7 +340,7 @@ extension EventsTests {
                 #expect(restored >= onDisk && restored >= acknowledged && restored <= acknowledged + 2,
                         "after restart n=\(restored); on disk \(onDisk), acknowledged \(acknowledged)")
                 #expect(try again.stop().code == 0)
-                print("C129: 200 commits in \(phaseOne) s; kill after n=\(killAfter) (seed \(seed)), acknowledged "
+                print("C129: 200 commits in \(phaseOne) s, \(Int(intervals)) interval snapshots; kill after n=\(killAfter) (seed \(seed)), acknowledged "
                       + "\(acknowledged), on disk \(onDisk), after restart \(restored)")
             }
         }
