@@ -208,6 +208,7 @@ extension EventsTests {
                 let again = try Self.launch(sandbox, env)
                 try again.waitReady()
                 try Self.waitForHandler(again, id)
+                #expect(Self.queueRecords(again, "start", id).count == 2, "the interrupted start is not an attempt")
                 #expect(try Self.tagMap(again)["my_app"]?["x"] == nil)
                 #expect(try again.channelData().allSatisfy { $0["invocation_id"]?.string != id })
                 #expect(try again.metrics().value("dory_event_replays_total", ["outcome": "rerun"]) == 1)
