@@ -177,9 +177,11 @@ extension EventsTests {
         /// spec's B = 10 gives T0+5): a handler sets x=1 and waits 60 s honouring cancellation; SIGTERM at T0 → it is
         /// cancelled at about T0+2 s, not before; `close` runs; x is not committed; no summary, no `done`; exit 0;
         /// the restart runs the event again with the same `invocation_id`.
-        @Test func c127_sigtermCancelsARunningHandlerAtTheRunDeadline() throws {
+        /// The argument is B (`DORY_SHUTDOWN_TIMEOUT_SEC`); 10 (the spec's value, cancel at T0+5) also passes, about 10 s instead of 4.3 s.
+        @Test(arguments: [4.0]) func c127_sigtermCancelsARunningHandlerAtTheRunDeadline(budget: Double) throws {
+            let cancelAt = budget - min(5, budget / 2)
             try withSandbox { sandbox in
-                let env = ["DORY_SHUTDOWN_TIMEOUT_SEC": "4"]
+                let env = ["DORY_SHUTDOWN_TIMEOUT_SEC": "\(budget)"]
                 let first = try Self.launch(sandbox, env)
                 try first.waitReady()
                 let id = try Self.post(first, #"{"set_tag": {"x": 1}, "wait_ms": 60000}"#)
@@ -191,8 +193,8 @@ extension EventsTests {
                 }
                 let seconds = Poll.seconds(since: t0)
                 #expect(cancelled != nil, "the handler was not cancelled; log:\n\(first.logTail)")
-                #expect(seconds >= 1.9, "cancelled \(seconds) s after SIGTERM, before T0+B−r = 2 s")
-                #expect(seconds < 3.5, "cancelled \(seconds) s after SIGTERM, expected about 2 s")
+                #expect(seconds >= cancelAt - 0.1, "cancelled \(seconds) s after SIGTERM, before T0+B−r = \(cancelAt) s")
+                #expect(seconds < cancelAt + 1.5, "cancelled \(seconds) s after SIGTERM, expected about \(cancelAt) s")
                 let exit = try first.waitForExit()
                 #expect(exit.code == 0, "\(exit); log:\n\(first.logTail)")
                 let closes = first.records.filter { $0["msg"]?.string == "fixture close" && $0["invocation_id"]?.string == id }
