@@ -177,7 +177,8 @@ extension EventsTests {
         /// spec's B = 10 gives T0+5): a handler sets x=1 and waits 60 s honouring cancellation; SIGTERM at T0 → it is
         /// cancelled at about T0+2 s, not before; `close` runs; x is not committed; no summary, no `done`; exit 0;
         /// the restart runs the event again with the same `invocation_id`.
-        /// The argument is B (`DORY_SHUTDOWN_TIMEOUT_SEC`); 10 (the spec's value, cancel at T0+5) also passes, about 10 s instead of 4.3 s.
+        /// The argument is B (`DORY_SHUTDOWN_TIMEOUT_SEC`); 10 (the spec's value, cancel at T0+5) also passes, in
+        /// about 10 s instead of 4.3 s.
         @Test(arguments: [4.0]) func c127_sigtermCancelsARunningHandlerAtTheRunDeadline(budget: Double) throws {
             let cancelAt = budget - min(5, budget / 2)
             try withSandbox { sandbox in
