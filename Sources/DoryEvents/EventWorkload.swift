@@ -196,10 +196,13 @@ public final class EventWorkload: Workload {
     }
 
     /// Applies a workload state (§7.1 "Restore"), between two invocations: waits for a running one to finish.
+    /// A caller that gave up meanwhile (a `POST /state` past its capture timeout cancels this task, runtime §4.5)
+    /// applies nothing: the transfer answered 504 and must never land later (§13 C133).
     public func restoreState(_ state: JSONObject) async throws {
         guard let parts = opened else { throw EventWorkloadError("event workload not started") }
         await parts.runtime.gate.acquire()
         defer { parts.runtime.gate.release() }
+        try Task.checkCancellation()
         try parts.state.restore(state)
     }
 

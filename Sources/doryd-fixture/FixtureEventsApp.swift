@@ -31,6 +31,14 @@ enum FixtureEventsMain {
 /// - `"sleep_ms": N` — sleeps N ms, honouring cancellation (a cancelled sleep throws `CancellationError`);
 /// - `"print_after": TEXT` — like `print`, after the sleep;
 /// - `"throw": TEXT` — throws `FixtureError(TEXT)`.
+///
+/// Queue, replay and shutdown actions (``actQueueCases(_:)``), applied before `sleep_ms`:
+/// - `"set_tag": {KEY: VALUE, …}` — `setTag(KEY, VALUE)` for each member (committed at S14);
+/// - `"kill_self": true` — SIGKILLs the own process (a crash inside the handler, §13 C24);
+/// - `"wait_ms": N` — sleeps N ms honouring cancellation; when cancelled it logs `fixture wait cancelled` (field
+///   `waited_ms`) and throws `CancellationError`.
+///
+/// `close()` logs `fixture close` (logger `app`).
 struct FullApp: Application {
     init() {}
 
@@ -60,10 +68,43 @@ struct FullApp: Application {
             }
             logger.info("\(line["msg"]?.stringValue ?? "fixture log")", metadata: metadata)
         }
+        try await actQueueCases(o)
         if case .int(let ms)? = o["sleep_ms"] { try await Task.sleep(for: .milliseconds(ms)) }
         if case .string(let text)? = o["print_after"] { print(text, terminator: "") }
         if case .string(let text)? = o["throw"] { throw FixtureError(message: text) }
     }
+
+    // MARK: Queue, replay and shutdown actions (§13 C23, C24, C127–C129, C133)
+
+    func close() async throws {
+        logger.info("fixture close")
+    }
+
+    /// `set_tag`, `kill_self`, `wait_ms` (see the type's documentation).
+    private func actQueueCases(_ o: [String: JSONValue]) async throws {
+        if case .object(let tags)? = o["set_tag"] {
+            for (key, value) in tags { try setTag(key, value) }
+        }
+        if case .bool(true)? = o["kill_self"] {
+            logger.info("fixture kill_self")
+            kill(getpid(), SIGKILL)
+        }
+        if case .int(let ms)? = o["wait_ms"] {
+            let start = ContinuousClock.now
+            do {
+                try await Task.sleep(for: .milliseconds(ms))
+            } catch {
+                let waited = ContinuousClock.now - start
+                logger.info("fixture wait cancelled", metadata: [
+                    "waited_ms": .stringConvertible(waited.components.seconds * 1000
+                        + waited.components.attoseconds / 1_000_000_000_000_000),
+                ])
+                throw error
+            }
+        }
+    }
+
+    // MARK: Helpers
 
     private static func writeStandardError(_ text: String) {
         let bytes = Array(text.utf8)

@@ -67,7 +67,7 @@ extension EventsTests {
                 try daemon.waitReady()
                 let port = daemon.port
                 let threads = 10
-                let perThread = 40
+                let perThread = 100
                 let results = Mutex<(ids: [String], failures: [String])>(([], []))
                 let finished = Atomic<Int>(0)
                 for t in 0..<threads {
