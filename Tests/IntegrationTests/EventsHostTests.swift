@@ -141,6 +141,87 @@ extension EventsTests {
             }
         }
 
+        /// C27 and C112 through the binary with the smallest `rate` the grammar allows (`every 1s`): while HTTP event A's
+        /// handler sleeps 3 s a fire S is queued, then HTTP event B → processed A, S, B, and no two invocations overlap
+        /// (each `invocation started` is followed by its own `invocation finished` before the next starts). Every
+        /// on_schedule summary has `schedule_id` "poll" and `subscription_id` null; the first fire comes no earlier
+        /// than one interval after the workload started. (Interval timing in detail: `ScheduleFireTests`.)
+        @Test func c27_c112_scheduleFireBetweenTwoHttpEventsRunsInQueueOrder() throws {
+            try withSandbox { sandbox in
+                sandbox.write("a.yaml", Output.yaml() + "  schedules:\n    - id: poll\n      rate: every 1s\n")
+                let daemon = try Output.launchFull(sandbox)
+                try daemon.waitReady()
+
+                // The first fire has run; A starts right after it, so the next fires come while A sleeps.
+                #expect(Poll.until(timeout: .seconds(10)) { daemon.records.contains(where: Self.started) }, "\(daemon.logTail)")
+                let a = try daemon.postEvent(Output.manual(#"{"sleep_ms": 3000}"#))
+                let aId = try #require(JSON.object(a.body)?["invocation_id"]?.string, "\(a.text)")
+                _ = try #require(daemon.waitForLog { Self.started($0) && $0["invocation_id"]?.string == aId }, "\(daemon.logTail)")
+                let firesAtA = Self.queuedFires(daemon)
+                #expect(Poll.until(timeout: .seconds(5)) { Self.queuedFires(daemon) > firesAtA }, "no fire queued while A ran")
+                let b = try daemon.postEvent(Output.manual("{}"))
+                let bId = try #require(JSON.object(b.body)?["invocation_id"]?.string, "\(b.text)")
+                #expect(!daemon.records.contains { Output.finished($0, aId) }, "A ended before S and B were queued")
+                _ = try #require(daemon.waitForLog(timeout: .seconds(15)) { Output.finished($0, bId) }, "\(daemon.logTail)")
+                #expect(try daemon.stop().code == 0)
+
+                Self.checkOrderAndSchedules(daemon.records, a: aId, b: bId)
+            }
+        }
+
+        /// C27 order and overlap, C112 summaries and first fire, from the log of the test above.
+        static func checkOrderAndSchedules(_ records: [JSONObject], a: String, b: String) {
+            // Order: A, then one on_schedule, then B.
+            let starts = records.filter(Self.started)
+            guard let from = starts.firstIndex(where: { $0["invocation_id"]?.string == a }) else {
+                Issue.record("A never started")
+                return
+            }
+            let next = starts[from...].prefix(3).map { ($0["op"]?.string ?? "?", $0["invocation_id"]?.string ?? "?") }
+            #expect(next.map(\.0) == ["on_manual_invoke", "on_schedule", "on_manual_invoke"], "\(next)")
+            #expect(next.first?.1 == a && next.last?.1 == b)
+            // No overlap: started and finished alternate, each finished naming the invocation just started.
+            let overlap = Self.firstOverlap(records)
+            #expect(overlap == nil, "\(overlap ?? "")")
+
+            // C112: the schedule's summaries.
+            let summaries = records.filter { $0["msg"]?.string == "invocation finished" }
+                .compactMap { $0["summary"]?.object }.filter { $0["event_type"]?.string == "on_schedule" }
+            #expect(summaries.count >= 2)
+            for summary in summaries {
+                #expect(summary["schedule_id"]?.string == "poll" && summary["subscription_id"]?.isNull == true, "\(summary)")
+                #expect(summary["status"]?.string == "success" && summary["requestId"] == summary["invocation_id"])
+            }
+            let starting = records.filter { $0["event"]?.string == "lifecycle.phase" }.first { $0["phase"]?.string == "starting" }
+            let startMillis = Output.millis(starting?["ts"]?.string)
+            let firstFire = summaries.first?["started_at"]?.int.map { Int($0 % 86_400_000) }
+            #expect(startMillis != nil && firstFire != nil && firstFire! - startMillis! >= 990,
+                    "first fire \((firstFire ?? 0) - (startMillis ?? 0)) ms after the starting phase")
+        }
+
+        static func started(_ record: JSONObject) -> Bool { record["msg"]?.string == "invocation started" }
+
+        static func queuedFires(_ daemon: Daemon) -> Double {
+            (try? daemon.metrics().value("dory_event_schedule_fires_total", ["schedule_id": "poll", "outcome": "queued"])) ?? 0
+        }
+
+        /// The first place where `invocation started` / `invocation finished` lines do not alternate for one invocation
+        /// at a time, or nil.
+        static func firstOverlap(_ records: [JSONObject]) -> String? {
+            var open: String?
+            for record in records {
+                guard let id = record["invocation_id"]?.string else { continue }
+                if started(record) {
+                    if let open { return "\(id) started while \(open) ran" }
+                    open = id
+                } else if record["msg"]?.string == "invocation finished" {
+                    if open != id { return "\(id) finished while \(open ?? "nothing") was running" }
+                    open = nil
+                }
+            }
+            return nil
+        }
+
         /// C85, C97, C143 and the error shape of the channel routes, through `doryd events` (built-in example).
         @Test func c85_c97_c143_channelReadsAndRouteLabels() throws {
             try withSandbox { sandbox in
