@@ -255,7 +255,8 @@ extension String {
         try await running.stop()
     }
 
-    /// A `rate` schedule fires into the queue and the worker runs `on_schedule` (the example sets `last_poll`).
+    /// A `rate` schedule fires into the queue and the worker runs `on_schedule` (the example sets `last_poll`). Part of
+    /// §13 C112 (timing: `ScheduleFireTests.c112_…`).
     @Test func rateScheduleFires() async throws {
         let dir = try tempDir()
         // "every 1s" scaled to 20 ms.
@@ -277,7 +278,8 @@ extension String {
         #expect(workload.queue!.pendingCount == pendingAfterStop)
     }
 
-    /// Coalescing (§2.5): while a fire waits unstarted, later fires of the same schedule are dropped.
+    /// Coalescing (§2.5): while a fire waits unstarted, later fires of the same schedule are dropped. §13 C114 (exactly
+    /// +1 per fire: `ScheduleFireTests.c114_…`).
     @Test func unstartedFiresCoalesce() async throws {
         let dir = try tempDir()
         let workload = makeWorkload(dir.path, schedules: #"[{"id": "poll", "rate": "every 1s"}]"#, rateScale: 0.005)
@@ -311,7 +313,8 @@ extension String {
         try await workload.shutdown()
     }
 
-    /// `GET /v1/channels/{name}/messages|aggregate` (§8.6).
+    /// `GET /v1/channels/{name}/messages|aggregate` (§8.6); parts of §13 C85 and C97 (in full through the binary:
+    /// `EventsTests.Host.c85_c97_c143_…`).
     @Test func channelReadRoutes() async throws {
         let dir = try tempDir()
         let running = try await RunningWorkload(makeWorkload(dir.path))

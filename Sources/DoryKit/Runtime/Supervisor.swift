@@ -375,6 +375,10 @@ actor Supervisor {
         workload.stopBegan()
         status.markShutdown()
         status.setReady(false)
+        // §5.2 steps 1–2: from running or draining the phase is stopping at once, while `run()` is still awaited, so
+        // requests served meanwhile see it (POST /state 409, /v1/events 503) and a second signal escalates (§5.3).
+        // Earlier phases keep theirs until their own step ends (§2.3).
+        if status.phase == .running || status.phase == .draining { enterStopping() }
         context?.requestShutdown()
         context?.signalMigration()
         stopEvent.fire()
@@ -419,6 +423,13 @@ actor Supervisor {
         return finish(exitCode ?? ExitCode.ok, phase: .stopped)
     }
 
+    /// Phase stopping and `STOPPING=1`, once.
+    private func enterStopping() {
+        guard status.phase != .stopping else { return }
+        transition(to: .stopping)
+        notifier.stopping()
+    }
+
     private func failAndStop(_ code: Int32, _ message: String) async -> Int32 {
         recordFailure(code, message)
         beginStop(signal: nil)
@@ -431,8 +442,7 @@ actor Supervisor {
         let b = Duration.milliseconds(Int64(config.shutdownTimeoutSec * 1000))
         let r = Duration.milliseconds(Int64(min(5, config.shutdownTimeoutSec / 2) * 1000))
         status.setReady(false)
-        transition(to: .stopping)
-        notifier.stopping()
+        enterStopping()
         for task in backgroundTasks { task.cancel() }
         await coordinator?.dropPendingCoalescable()
         context?.requestShutdown()
