@@ -295,3 +295,81 @@ extension EventsTests {
         }
     }
 }
+
+extension EventsTests.Host {
+    /// 1,000 POSTs from 100 keep-alive connections (python3 threads), sent while one slow handler holds the worker.
+    static let burstScript = """
+    import http.client, json, sys, threading
+    port, token, body = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    connections, per_connection = 100, 10
+    results, lock = [], threading.Lock()
+    barrier = threading.Barrier(connections)
+    def worker():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.connect()
+        barrier.wait()
+        for _ in range(per_connection):
+            c.request("POST", "/v1/events", body=body,
+                      headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+            r = c.getresponse()
+            data = r.read()
+            with lock:
+                results.append((r.status, json.loads(data).get("invocation_id") if r.status == 202 else data.decode()))
+        c.close()
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    print(json.dumps({"statuses": [s for s, _ in results], "ids": [i for s, i in results if s == 202],
+                      "other": [i for s, i in results if s != 202][:5]}))
+    """
+
+    /// C26: a burst of 1,000 POSTs over 100 concurrent keep-alive connections while the first event's handler blocks →
+    /// all 202, sharing group-commit rounds (far fewer fsyncs than events); once the handler returns, each further
+    /// event costs about one round (its `start`, carrying the previous `done`).
+    @Test func c26_burstSharesRoundsThenOneRoundPerEvent() throws {
+        try withSandbox { sandbox in
+            sandbox.write("a.yaml", EventsTests.Output.yaml())
+            let daemon = try EventsTests.Output.launchFull(sandbox)
+            try daemon.waitReady()
+            let blocker = try daemon.postEvent(EventsTests.Output.manual(#"{"sleep_ms": 6000}"#))
+            let blockerId = try #require(JSON.object(blocker.body)?["invocation_id"]?.string, "\(blocker.text)")
+            _ = try #require(daemon.waitForLog {
+                $0["msg"]?.string == "fixture handler" && $0["invocation_id"]?.string == blockerId
+            }, "the blocking handler never started:\n\(daemon.logTail)")
+
+            let before = try #require(Self.gauge(daemon, "dory_event_queue_fsyncs_total"))
+            let run = try CommandRun.run(sandbox, try StateCommandTests.python3(),
+                                         ["-c", Self.burstScript, "\(daemon.port)", EventsLaunch.controlToken,
+                                          EventsTests.Output.manual("{}")],
+                                         environment: ["PATH": "/usr/bin:/bin", "HOME": sandbox.root])
+            #expect(run.code == 0, "\(run)")
+            let burst = try #require(JSON.object(run.stdout), "\(run)")
+            let afterBurst = try #require(Self.gauge(daemon, "dory_event_queue_fsyncs_total"))
+            let blockerDone = daemon.records.contains { EventsTests.Output.finished($0, blockerId) }
+            #expect(!blockerDone, "the burst outlasted the blocking handler; the case needs it still running")
+
+            let statuses = burst["statuses"]?.array?.compactMap(\.int) ?? []
+            #expect(statuses.count == 1000 && statuses.allSatisfy { $0 == 202 }, "\(burst["other"].map { "\($0)" } ?? "")")
+            let ids = burst["ids"]?.array?.compactMap(\.string) ?? []
+            #expect(Set(ids).count == 1000)
+            let burstRounds = afterBurst - before
+            #expect(burstRounds < 500, "\(burstRounds) fsyncs for 1,000 acknowledged events: rounds are not shared")
+
+            func succeeded() -> Double {
+                (try? daemon.metrics().value("dory_event_invocations_total", ["op": "on_manual_invoke", "status": "success"])) ?? 0
+            }
+            let processed = Poll.until(timeout: .seconds(60), interval: .milliseconds(50)) { succeeded() == 1001 }
+            #expect(processed, "\(succeeded()) of 1,001 invocations succeeded:\n\(daemon.logTail)")
+            // The channel read returns the newest 1,000 summaries (its largest limit): exactly the burst's events.
+            let newest = Set(try daemon.channelData().compactMap { $0["invocation_id"]?.string })
+            #expect(newest == Set(ids), "\(newest.subtracting(ids).count) unexpected, \(Set(ids).subtracting(newest).count) missing")
+            #expect(Poll.until(timeout: .seconds(5)) { Self.gauge(daemon, "dory_event_queue_depth") == 0 })
+            // A `done` without a following `start` rides a 10 ms timer round: allow a few of those.
+            let processingRounds = try #require(Self.gauge(daemon, "dory_event_queue_fsyncs_total")) - afterBurst
+            #expect(processingRounds >= 900 && processingRounds <= 1100,
+                    "\(processingRounds) fsyncs to process 1,000 queued events (expected about one each)")
+            print("C26: burst 1,000 × 202 with \(Int(burstRounds)) fsyncs; processing \(Int(processingRounds)) fsyncs")
+            #expect(try daemon.stop().code == 0)
+        }
+    }
+}
