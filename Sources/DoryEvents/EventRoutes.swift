@@ -167,8 +167,11 @@ public struct EventRoutes: HTTPHandler {
         }
         if let waiting, let summaries = await waiting.result(timeout: timeout) {
             switch body.form {
-            case .passThrough: return EventRoutes.json(200, summaries.first?.json ?? .null)
-            case .sns: return EventRoutes.json(200, .array(summaries.map(\.json)))
+            // The summaries as `doryd invoke` prints them and the channel stores them: keys in §5.1 order.
+            case .passThrough: return EventRoutes.encodedJSON(200, summaries.first?.encoded() ?? Array("null".utf8))
+            case .sns:
+                return EventRoutes.encodedJSON(200, Array("[".utf8) + Array(summaries.map { $0.encoded() }
+                    .joined(separator: Array(",".utf8))) + Array("]".utf8))
             }
         }
         if let waiting { workload.waiters.remove(waiting) }
@@ -271,9 +274,14 @@ public struct EventRoutes: HTTPHandler {
     }
 
     static func json(_ status: Int, _ value: JSONValue, headers: HTTPHeaders = [:]) -> HTTPResponse {
+        return encodedJSON(status, (try? JSON.encode(value)) ?? Array("null".utf8), headers: headers)
+    }
+
+    /// A JSON body already encoded.
+    static func encodedJSON(_ status: Int, _ body: [UInt8], headers: HTTPHeaders = [:]) -> HTTPResponse {
         var headers = headers
         headers.add("Content-Type", jsonType)
-        return HTTPResponse(status: status, headers: headers, body: (try? JSON.encode(value)) ?? Array("null".utf8))
+        return HTTPResponse(status: status, headers: headers, body: body)
     }
 
     /// The runtime's error shape `{"error", "message", …}`; a 401 carries `WWW-Authenticate: Bearer`.

@@ -72,6 +72,12 @@ extension EventsTests {
                 #expect(summary?["schedule_id"]?.string == "123")
                 #expect(summary?["ingestion_id"]?.isNull == true)
                 #expect(summary?["event_type"]?.string == "on_schedule")
+                // Its keys come in the §5.1 order, as `doryd invoke` prints them and the channel stores them.
+                let keyOrder = ["app_key", "app_id", "agent_id", "event_type", "subscription_id", "schedule_id",
+                                "ingestion_id", "started_at", "duration_ms", "status", "skip_reason", "error",
+                                "requestId", "function_name", "function_version", "invocation_id"]
+                let positions = keyOrder.compactMap { waited.text.firstRange(of: "\"\($0)\":")?.lowerBound }
+                #expect(positions.count == 16 && positions == positions.sorted(), "\(waited.text)")
 
                 // Done means (5): the §11 families and the route-templated HTTP counter.
                 let metrics = try daemon.metrics()
