@@ -30,7 +30,7 @@ enum DorydMain {
                 print(Doryd.fullMessage(for: error))
                 return 0
             }
-            FileDescriptorOutput.standardError(Doryd.message(for: error))
+            StandardStreams.writeError(Doryd.message(for: error))
             return ExitCode.invalidConfiguration
         }
         do {
@@ -46,7 +46,7 @@ enum DorydMain {
         } catch {
             let code = Doryd.exitCode(for: error)
             if code == .success { print(Doryd.fullMessage(for: error)); return 0 }
-            FileDescriptorOutput.standardError(Doryd.message(for: error))
+            StandardStreams.writeError(Doryd.message(for: error))
             return ExitCode.invalidConfiguration
         }
     }
@@ -55,19 +55,6 @@ enum DorydMain {
 /// Ends a command with an exit code (thrown so that `run()` stays a plain throwing function).
 struct CommandExit: Error {
     let code: Int32
-}
-
-enum FileDescriptorOutput {
-    static func standardError(_ line: String) {
-        let text = line.hasSuffix("\n") ? line : line + "\n"
-        var bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + offset, $0.count - offset) }
-            if n <= 0 { break }
-            offset += n
-        }
-    }
 }
 
 struct Doryd: AsyncParsableCommand {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import DoryKit
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -66,30 +65,5 @@ struct InvokeArguments: Equatable {
                               description: "doryd invoke takes exactly one FILE or - (standard input); got \(got)")
         }
         self.input = input
-    }
-}
-
-/// Where `doryd invoke` writes its summary lines: standard output (descriptor 1) unless the output capture of
-/// §10.3 moves the process's standard output away and hands the original descriptor over here. Every summary line
-/// goes through ``writeLine(_:)``, nothing else writes there.
-enum InvokeOutput {
-    /// The descriptor summary lines are written to.
-    static let descriptor = Atomic<Int32>(1)
-
-    /// Writes `line` and a newline, looping on short writes and `EINTR`; returns false when the write failed.
-    @discardableResult
-    static func writeLine(_ line: String) -> Bool {
-        let fd = descriptor.load(ordering: .acquiring)
-        let bytes = Array((line + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += n
-        }
-        return true
     }
 }

@@ -21,7 +21,7 @@ enum InvokeHost {
         let reason: String?
     }
 
-    /// Runs `doryd invoke` and returns its exit status. Summary lines go to ``InvokeOutput``; a refusal's reason
+    /// Runs `doryd invoke` and returns its exit status. Summary lines go to standard output; a refusal's reason
     /// to standard error; logs to doryd's log stream.
     static func run(input: String, flags: [String: String]) async -> Int32 {
         DoryLogging.bootstrap()
@@ -116,7 +116,7 @@ enum InvokeHost {
         }, flushCapturedOutput: flushCaptured)
         let outcome = await runStoppable(invoke, input: input, logger: logger)
         capture?.stop()
-        for line in outcome.summaries { InvokeOutput.writeLine(line) }
+        for line in outcome.summaries { StandardStreams.writeOutput(line) }
         if let error = outcome.error { throw Refusal(code: outcome.exitCode, reason: error) }
         return outcome.exitCode
     }

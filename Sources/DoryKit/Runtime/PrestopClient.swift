@@ -49,14 +49,8 @@ public enum StandardStreams {
     public static func writeOutput(_ text: String) { write(1, text) }
     public static func writeError(_ text: String) { write(2, text) }
 
+    /// The text and a newline (unless it ends in one), written whole (``LogStream/writeAll(_:to:)``).
     private static func write(_ fd: Int32, _ text: String) {
-        var bytes = Array((text.hasSuffix("\n") ? text : text + "\n").utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { raw in
-                Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
-            }
-            if n > 0 { offset += n } else if n < 0, errno == EINTR { continue } else { break }
-        }
+        LogStream.writeAll(Array((text.hasSuffix("\n") ? text : text + "\n").utf8), to: fd)
     }
 }
