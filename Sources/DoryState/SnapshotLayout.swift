@@ -15,6 +15,13 @@ public struct SnapshotLayout: Sendable, Equatable {
         self.processorDirectory = dir
     }
 
+    /// `<state_dir>/<processor_id>`, trailing slashes of `state_dir` dropped.
+    public static func processorDirectory(stateDir: String, processorId: String) -> String {
+        var dir = stateDir
+        while dir.count > 1, dir.hasSuffix("/") { dir.removeLast() }
+        return dir + "/" + processorId
+    }
+
     public var snapshotsDirectory: String { processorDirectory + "/snapshots" }
     public var quarantineDirectory: String { processorDirectory + "/quarantine" }
     public var archiveDirectory: String { processorDirectory + "/archive" }

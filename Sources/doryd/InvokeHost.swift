@@ -71,7 +71,7 @@ enum InvokeHost {
 
         // The processor directory (and `snapshots/`, where tag commits go) and its lock, held until this returns.
         let fileSystem = SystemFileSystem()
-        let directory = processorDirectory(stateDir: config.stateDir, processorId: processorId)
+        let directory = SnapshotLayout.processorDirectory(stateDir: config.stateDir, processorId: processorId)
         do throws(FileSystemError) {
             try fileSystem.makeDirectories(directory)
             try fileSystem.makeDirectories(SnapshotLayout(processorDirectory: directory).snapshotsDirectory)
@@ -122,13 +122,6 @@ enum InvokeHost {
     }
 
     // MARK: Pieces
-
-    /// `<state_dir>/<processor_id>` (trailing slashes of `state_dir` dropped, as the daemon does).
-    static func processorDirectory(stateDir: String, processorId: String) -> String {
-        var dir = stateDir
-        while dir.count > 1, dir.hasSuffix("/") { dir.removeLast() }
-        return dir + "/" + processorId
-    }
 
     /// The checks of runtime §6.4, newest first, moving nothing: a damaged (or unreadable) generation is logged and
     /// skipped. No generation → nil (empty state); generations but none valid → exit 4.

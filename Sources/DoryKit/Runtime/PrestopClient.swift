@@ -1,4 +1,5 @@
 import DoryHTTP
+import DoryState
 import Logging
 
 #if canImport(Glibc)
@@ -22,9 +23,8 @@ public enum PrestopClient {
             StandardStreams.writeError("doryd prestop: \(error.description)")
             return ExitCode.invalidConfiguration
         }
-        var directory = config.stateDir
-        while directory.count > 1, directory.hasSuffix("/") { directory.removeLast() }
-        let address = ControlSocketAddress.resolve(configured: config.controlSocket, processorDirectory: directory + "/" + processorId)
+        let directory = SnapshotLayout.processorDirectory(stateDir: config.stateDir, processorId: processorId)
+        let address = ControlSocketAddress.resolve(configured: config.controlSocket, processorDirectory: directory)
         let destination: HTTPClient.Destination = switch address {
         case .path(let path): .unix(path: path)
         case .abstract(let name, _): .abstract(name: name)

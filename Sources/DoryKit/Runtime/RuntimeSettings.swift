@@ -1,3 +1,5 @@
+import DoryState
+
 /// Everything the Supervisor needs to know before it starts, resolved by the entry point.
 public struct RuntimeSettings: Sendable {
     public var config: DoryConfig
@@ -14,8 +16,6 @@ public struct RuntimeSettings: Sendable {
 
     /// `<state_dir>/<processor_id>`.
     public var processorDirectory: String {
-        var dir = config.stateDir
-        while dir.count > 1, dir.hasSuffix("/") { dir.removeLast() }
-        return dir + "/" + processorId
+        SnapshotLayout.processorDirectory(stateDir: config.stateDir, processorId: processorId)
     }
 }

@@ -23,9 +23,7 @@ public enum StateCommands {
         } catch {
             return DoryRuntime.reportConfigError(error)
         }
-        var stateDir = config.stateDir
-        while stateDir.count > 1, stateDir.hasSuffix("/") { stateDir.removeLast() }
-        let directory = stateDir + "/" + processorId
+        let directory = SnapshotLayout.processorDirectory(stateDir: config.stateDir, processorId: processorId)
         let fileSystem = SystemFileSystem()
         if case .importFile(let path) = command {
             return importReferenceFile(path, directory: directory, processorId: processorId, identity: identity, config: config)
