@@ -15,13 +15,7 @@ public enum EventsHost {
         let code = await DoryRuntime.run(DoryRuntime.Launch(flags: flags, allowEvents: true)) { settings throws(ConfigError) in
             let workload = try EventWorkload.hosted(settings: settings, application: application,
                                                     flushCapturedOutput: { capture.value?.flush() })
-            do throws(OutputCaptureError) {
-                capture.value = try OutputCapture.start()
-            } catch {
-                Logger(label: "doryd.events").warning("standard output is not captured", metadata: [
-                    "error": .string(error.description),
-                ])
-            }
+            capture.value = OutputCapture.startOrWarn(Logger(label: "doryd.events"))
             return workload
         }
         capture.value?.stop()

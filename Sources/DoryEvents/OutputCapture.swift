@@ -23,15 +23,11 @@ public struct OutputCaptureError: Error, Sendable, Equatable, CustomStringConver
 /// stderr.
 ///
 /// The pipeline marks the running invocation (S1 to the end of S16); the host passes ``flush()`` as the runtime's
-/// `flushCapturedOutput`, which S16 calls before `invocation finished`:
+/// `flushCapturedOutput`, which S16 calls before `invocation finished`, and calls ``stop()`` when the workload ends
+/// (`doryd invoke` prints its summary lines after that, on the restored standard output).
 ///
-///     let capture = try OutputCapture.start(keepStandardOutput: true)   // doryd invoke: summaries on the original
-///     let invoke = EventInvoke(…, flushCapturedOutput: { capture.flush() })
-///     … write summary lines to capture.originalStandardOutput! …
-///     capture.stop()
-///
-/// One capture per process (the descriptors are the process's); ``start(keepStandardOutput:logStream:)`` while
-/// one is running returns the running one.
+/// One capture per process (the descriptors are the process's); ``start(logStream:)`` while one is running returns
+/// the running one.
 public final class OutputCapture: Sendable {
     /// Where a captured line came from.
     enum Source: Sendable {
@@ -54,9 +50,6 @@ public final class OutputCapture: Sendable {
     /// The running capture, if any.
     private static let running = Mutex<OutputCapture?>(nil)
 
-    /// A duplicate of the original standard output, kept when asked for (`doryd invoke` writes its summary lines
-    /// there); nil otherwise. It stays open after ``stop()``.
-    public let originalStandardOutput: Int32?
     /// The duplicate of the original stderr the log stream writes to while the capture runs.
     public let logDescriptor: Int32
     private let savedOutput: Int32
@@ -71,10 +64,9 @@ public final class OutputCapture: Sendable {
     /// Largest read per descriptor and lock hold, so a flood of output never starves ``flush()``.
     private static let readChunk = 64 * 1024
 
-    private init(originalStandardOutput: Int32?, logDescriptor: Int32, savedOutput: Int32, outputRead: Int32,
+    private init(logDescriptor: Int32, savedOutput: Int32, outputRead: Int32,
                  errorRead: Int32, wakeRead: Int32, wakeWrite: Int32, logStream: LogStream)
     {
-        self.originalStandardOutput = originalStandardOutput
         self.logDescriptor = logDescriptor
         self.savedOutput = savedOutput
         self.outputRead = outputRead
@@ -88,11 +80,7 @@ public final class OutputCapture: Sendable {
 
     /// Redirects descriptors 1 and 2 into capture pipes, points `logStream` at a duplicate of the original stderr,
     /// sets standard output to line buffering and starts the reader thread.
-    /// - Parameter keepStandardOutput: also keep a duplicate of the original standard output in
-    ///   ``originalStandardOutput`` (for `doryd invoke`'s summary lines).
-    public static func start(keepStandardOutput: Bool = false,
-                             logStream: LogStream = DoryLogging.shared) throws(OutputCaptureError) -> OutputCapture
-    {
+    public static func start(logStream: LogStream = DoryLogging.shared) throws(OutputCaptureError) -> OutputCapture {
         if let existing = running.withLock({ $0 }) { return existing }
         var opened: [Int32] = []
         func fail(_ step: String) -> OutputCaptureError {
@@ -117,7 +105,6 @@ public final class OutputCapture: Sendable {
 
         let logFd = try duplicate(2)
         let savedOutput = try duplicate(1)
-        let kept = keepStandardOutput ? try duplicate(1) : nil
         let outputPipe = try makePipe()
         let errorPipe = try makePipe()
         let wake = try makePipe()
@@ -137,12 +124,23 @@ public final class OutputCapture: Sendable {
         close(errorPipe.write)
         StandardOutputStream.setLineBuffered()
 
-        let capture = OutputCapture(originalStandardOutput: kept, logDescriptor: logFd, savedOutput: savedOutput,
+        let capture = OutputCapture(logDescriptor: logFd, savedOutput: savedOutput,
                                     outputRead: outputPipe.read, errorRead: errorPipe.read, wakeRead: wake.read,
                                     wakeWrite: wake.write, logStream: logStream)
         capture.startReader()
         running.withLock { $0 = capture }
         return capture
+    }
+
+    /// ``start(logStream:)``, or nil after a WARN on `logger` when the descriptors cannot be redirected: the
+    /// workload then runs with its output uncaptured rather than not at all.
+    public static func startOrWarn(_ logger: Logger) -> OutputCapture? {
+        do throws(OutputCaptureError) {
+            return try start()
+        } catch {
+            logger.warning("standard output is not captured", metadata: ["error": .string(error.description)])
+            return nil
+        }
     }
 
     /// Forwards what the pipes and standard output's buffer hold, emits unterminated tails, gives descriptors 1 and

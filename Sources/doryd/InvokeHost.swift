@@ -102,13 +102,7 @@ enum InvokeHost {
         let writer = InvokeGenerationWriter(store: store, identity: identity, logger: Logger(label: "doryd.snapshot"))
         // §10.3: the application's standard output and error go to the log stream while the events run; the
         // summary lines are written after the capture ends, to the restored standard output.
-        let capture: OutputCapture?
-        do throws(OutputCaptureError) {
-            capture = try OutputCapture.start()
-        } catch {
-            logger.warning("standard output is not captured", metadata: ["error": .string(error.description)])
-            capture = nil
-        }
+        let capture = OutputCapture.startOrWarn(logger)
         var flushCaptured: (@Sendable () -> Void)?
         if let capture { flushCaptured = { capture.flush() } }
         let invoke = EventInvoke(settings: settings, initialState: initialState, persist: { state in

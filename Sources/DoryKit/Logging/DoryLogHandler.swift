@@ -22,10 +22,8 @@ public struct DoryLogHandler: LogHandler {
         "requestId", "invocation_id", "app_id",
     ]
 
-    /// Keys no metadata may set, whoever the logger belongs to.
-    static let lineKeys: Set<String> = ["ts", "level", "logger", "msg"]
-
-    /// ``lineKeys`` membership by comparison: no hashing for every key of every line.
+    /// Keys no metadata may set, whoever the logger belongs to (`ts`, `level`, `logger`, `msg`), checked by
+    /// comparison: no hashing for every key of every line.
     @inline(__always) static func isLineKey(_ key: String) -> Bool {
         key == "ts" || key == "msg" || key == "level" || key == "logger"
     }
