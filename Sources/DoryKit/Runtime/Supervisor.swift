@@ -516,7 +516,7 @@ actor Supervisor {
             BootEndFacts(runtimeCode: exitCode, stopSignalled: stopSignalled, finalSaveDurable: finalSaveDurable))
         {
             return finish(end.code, phase: end.code == 0 ? .stopped : .failed, clean: end.clean,
-                          child: end.child ?? workload.childEndWhenDorydDecides())
+                          child: end.child)
         }
         let code = exitCode ?? ExitCode.ok
         return finish(code, phase: code == 0 ? .stopped : .failed)
@@ -528,7 +528,7 @@ actor Supervisor {
     }
 
     /// Terminal: journal end record, final status. The caller flushes the log and exits.
-    /// `child`: run mode's `child_status` and `source` (the workload's default when nil is passed by the caller).
+    /// `child`: run mode's `child_status` and `source`; nil asks the workload (``Workload/childEndWhenDorydDecides()``).
     private func finish(_ code: Int32, phase: Phase, clean: Bool? = nil, child: ChildEnd? = nil) -> Int32 {
         hardStop?.cancel()
         let child = child ?? workload.childEndWhenDorydDecides()
