@@ -337,6 +337,7 @@ public final class CommandWorkload: Workload, ChildAPIHost {
             let signal = gate.withLock { $0.stopSignal }
             _ = await controller.stop(signal: signal, childOnly: false, deadline: .now + b)
             closeBridge()
+            // Again: the delay counts from here, after the leftovers are gone (the first call covered that wait).
             liveness.restartPending(inMillis: delayMillis, number: number, of: options.restartBudget)
             if case .stop = await waiter.wait(for: 0, wantReady: false, deadline: .now + .milliseconds(delayMillis)) {
                 liveness.restartCancelled()
